@@ -1,0 +1,5 @@
+"""`python -m tickwire` runs the command line."""
+
+from tickwire.cli import main
+
+main()

@@ -1,0 +1,175 @@
+"""Settings: defaults, then a YAML file, then `TICKWIRE_*` variables, then CLI flags.
+
+Each setting is a field of `Settings`; its YAML key is the field name and its
+environment variable `TICKWIRE_` + the upper-cased name (the SPEC names are fixed).
+Invalid values raise `ConfigError` naming the source and the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tickwire.errors import ConfigError
+
+ENV_PREFIX = "TICKWIRE_"
+MIN_SECRET_BYTES = 32
+
+
+class Settings(BaseModel):
+    """Every setting of a tickwire node, with what its default means."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field("127.0.0.1", description="listen address")
+    port: int = Field(8080, ge=0, le=65535, description="listen port (0 = any free port)")
+    secret: str = Field("", description="JWT HS256 secret; generated in demo mode, required otherwise")
+    broker: str = Field("memory", description="`memory` or `redis://host:port/db`")
+    keepalive_s: float = Field(30.0, gt=0, le=3600, description="idle keepalive comment interval")
+    retry_ms: int = Field(5000, ge=0, le=600_000, description="`retry:` sent to SSE clients")
+    user_buffer: int = Field(100, ge=1, le=100_000, description="log events kept per user log")
+    public_buffer: int = Field(100, ge=1, le=100_000, description="log events kept per public log")
+    buffer_ttl_s: float = Field(300.0, ge=0, description="user history kept after the user's last disconnect")
+    idle_timeout_s: float = Field(
+        300.0, gt=0, description="close connections with no event either way for this long"
+    )
+    ws_ping_s: float = Field(30.0, gt=0, le=3600, description="WebSocket ping interval")
+    max_body: int = Field(1_048_576, ge=1024, le=64 * 1_048_576, description="largest request body, bytes")
+    max_conns_per_user: int = Field(10, ge=1, le=10_000, description="concurrent connections per user")
+    connect_rate: int = Field(5, ge=0, description="connection attempts per minute per IP, 0 = off")
+    throttle_ms: int = Field(100, ge=0, le=60_000, description="conflation window for ticks, 0 = off")
+    cors_origins: tuple[str, ...] = Field(("*",), description="allowed origins; `*` = any, never with credentials")
+    demo: bool = Field(False, description="run the market simulator and demo users")
+    prefix: str = Field("/api/stream", description="path prefix of the stream endpoints")
+    outbox_bytes: int = Field(
+        1_048_576, ge=4096, description="per-connection queued bytes before the slow-consumer policy"
+    )
+    state_capacity: int = Field(1000, ge=10, description="keyed values kept per user and kind")
+    max_query: int = Field(4096, ge=256, description="longest accepted query string, bytes")
+    demo_symbols: tuple[str, ...] = Field(
+        ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "NVDA"), description="symbols of the market simulator"
+    )
+    demo_rate: float = Field(5.0, gt=0, le=10_000, description="simulated price updates per second per symbol")
+    log_level: str = Field("info", description="debug, info, warning or error")
+
+    @field_validator("cors_origins", "demo_symbols", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = "/" + value.strip("/")
+        if value == "/":
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be debug, info, warning or error")
+        return value.lower()
+
+    @field_validator("broker")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be `memory` or a redis:// URL")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if value and len(value.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_BYTES} bytes for HS256 (e.g. `openssl rand -hex 32`)"
+            )
+        return value
+
+    @property
+    def throttle_s(self) -> float:
+        return self.throttle_ms / 1000
+
+    @property
+    def cors_any(self) -> bool:
+        return "*" in self.cors_origins
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(
+    file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge every source and validate; `ConfigError` says what to fix."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if file is not None:
+        for key, value in _read_yaml(Path(file)).items():
+            values[key] = value
+            sources[key] = f"{file}: {key}"
+    for name in Settings.model_fields:
+        raw = env.get(env_name(name))
+        if raw is not None and raw != "":
+            values[name] = raw
+            sources[name] = env_name(name)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+            sources[key] = f"--{key.replace('_', '-')}"
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, sources)) from None
+    if not settings.secret:
+        if not settings.demo:
+            raise ConfigError(
+                "TICKWIRE_SECRET is not set: set it to a long random string "
+                "(e.g. `export TICKWIRE_SECRET=$(openssl rand -hex 32)`), or run with --demo"
+            )
+        settings = settings.model_copy(update={"secret": secrets.token_hex(32)})
+    return settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    unknown = sorted(str(k) for k in loaded if k not in Settings.model_fields)
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(Settings.model_fields)}"
+        )
+    return loaded
+
+
+def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        where = sources.get(field, field)
+        got = "(hidden)" if field == "secret" else repr(err.get("input"))
+        lines.append(f"{where}: {err['msg']} (got {got})")
+    return "invalid configuration: " + "; ".join(lines)

@@ -1,0 +1,223 @@
+"""The hub: who is connected, who reads what, and dispatch through an index.
+
+Dispatch never scans every connection: subscriptions are indexed by log, and price
+subscriptions with a symbol filter by (log, symbol), so a price update touches only
+the subscribers of that symbol. A subscription being set up (reading its snapshot
+or replay from the broker) holds live events and releases the ones after its
+starting position, so nothing is lost or doubled in between.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from tickwire.core.clock import Clock, SystemClock
+from tickwire.core.connection import Connection
+from tickwire.core.event import USER_LOG_PREFIX, Event, iso_timestamp
+from tickwire.core.ids import Position
+from tickwire.core.streams import Stream
+from tickwire.core.throttle import Throttle
+
+CONNECTION_LIMIT = "connection_limit"
+
+
+class Subscription:
+    """One stream read by one connection."""
+
+    __slots__ = ("conn", "stream", "name", "fmt", "encode", "holding", "held")
+
+    def __init__(self, conn: Connection, stream: Stream, name: str) -> None:
+        self.conn = conn
+        self.stream = stream
+        self.name = name
+        self.fmt = conn.codec.cache_key(name)
+        codec = conn.codec
+
+        def encode(event: Event) -> bytes:
+            return codec.event_frame(event, name)
+
+        self.encode: Callable[[Event], bytes] = encode
+        self.holding = True
+        self.held: list[Event] = []
+
+    def deliver(self, event: Event) -> None:
+        if self.holding:
+            self.held.append(event)
+            return
+        self.deliver_now(event)
+
+    def deliver_now(self, event: Event) -> None:
+        """Queue an event regardless of holding (the snapshot or replay itself)."""
+        frame = event._wire.get(self.fmt)  # noqa: SLF001 - hot path: skip the call
+        if frame is None:
+            frame = event.wire(self.fmt, self.encode)
+        self.conn.send_event(event, frame)
+
+    def go_live(self, after: Position | None) -> None:
+        """Deliver held events later than `after` (all of them when None), then go live."""
+        self.holding = False
+        held, self.held = self.held, []
+        for event in held:
+            if after is not None and event.pos is not None and not event.pos.after(after):
+                continue
+            if event.pos is not None and after is not None and event.pos.epoch != after.epoch:
+                continue
+            self.deliver(event)
+
+
+class Hub:
+    """Connections, subscriptions and dispatch for one node.
+
+    Public ticks (prices) pass a per-key throttle before fan-out: one throttle for
+    all subscribers, so conflation costs nothing per connection. User-log ticks
+    (position marks) are throttled where they are derived, before they are stamped.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        throttle_s: float = 0.1,
+        max_conns_per_user: int = 10,
+    ) -> None:
+        self.clock = clock or SystemClock()
+        self.throttle: Throttle[Event] = Throttle(self.clock, throttle_s)
+        self.max_conns_per_user = max_conns_per_user
+        self.connections: dict[int, Connection] = {}
+        self._by_user: dict[str, OrderedDict[int, Connection]] = {}
+        self._by_log: dict[str, dict[Subscription, None]] = {}
+        self._by_symbol: dict[tuple[str, str], dict[Subscription, None]] = {}
+        self.on_user_idle: Callable[[str], None] | None = None
+
+    # -- connections -------------------------------------------------------------
+
+    def add_connection(self, conn: Connection) -> list[Connection]:
+        """Register a connection; returns the oldest ones it pushed over the user's limit.
+
+        The evicted connections have already been sent `connection:limit` and closed.
+        """
+        self.connections[conn.serial] = conn
+        if conn.user is None:
+            return []
+        conns = self._by_user.setdefault(conn.user, OrderedDict())
+        conns[conn.serial] = conn
+        evicted = []
+        while len(conns) > self.max_conns_per_user:
+            _, oldest = conns.popitem(last=False)
+            self.limit_exceeded(oldest)
+            evicted.append(oldest)
+        return evicted
+
+    def limit_exceeded(self, conn: Connection) -> None:
+        """Tell a connection it is one too many for its user, and close it."""
+        conn.send_control(
+            "connection:limit",
+            {
+                "message": f"Too many connections for this user: at most {self.max_conns_per_user}; "
+                "the oldest connection was closed",
+                "limit": self.max_conns_per_user,
+                "timestamp": iso_timestamp(conn.clock.wall_ms()),
+            },
+        )
+        conn.close(CONNECTION_LIMIT)
+
+    def remove_connection(self, conn: Connection) -> None:
+        self.connections.pop(conn.serial, None)
+        for sub in list(conn.subscriptions.values()):
+            self.unsubscribe(sub)
+        if conn.user is not None:
+            conns = self._by_user.get(conn.user)
+            if conns is not None:
+                conns.pop(conn.serial, None)
+                if not conns:
+                    del self._by_user[conn.user]
+                    if self.on_user_idle is not None:
+                        self.on_user_idle(conn.user)
+
+    def user_connection_count(self, user: str) -> int:
+        return len(self._by_user.get(user, ()))
+
+    def clients_per_user(self) -> dict[str, int]:
+        return {user: len(conns) for user, conns in self._by_user.items()}
+
+    # -- subscriptions -----------------------------------------------------------
+
+    def subscribe(self, conn: Connection, stream: Stream, name: str | None = None) -> Subscription:
+        """Start a subscription in holding mode; call `go_live` once its replay is queued."""
+        key = name or stream.name
+        old = conn.subscriptions.get(key)
+        if old is not None:
+            self.unsubscribe(old)
+        sub = Subscription(conn, stream, key)
+        conn.subscriptions[key] = sub
+        if stream.symbols is not None:
+            for symbol in stream.symbols:
+                self._by_symbol.setdefault((stream.log, symbol), {})[sub] = None
+        else:
+            self._by_log.setdefault(stream.log, {})[sub] = None
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        stream = sub.stream
+        if sub.conn.subscriptions.get(sub.name) is sub:
+            del sub.conn.subscriptions[sub.name]
+        if stream.symbols is not None:
+            for symbol in stream.symbols:
+                _discard(self._by_symbol, (stream.log, symbol), sub)
+        else:
+            _discard(self._by_log, stream.log, sub)
+
+    # -- dispatch ----------------------------------------------------------------
+
+    def dispatch(self, event: Event) -> int:
+        """Hand a stamped event to its subscribers (public ticks through the throttle)."""
+        if event.tick and event.key is not None and not event.log.startswith(USER_LOG_PREFIX):
+            released = self.throttle.offer(event.key, event)
+            if released is None:
+                return 0
+        return self._fanout(event)
+
+    def next_throttle_due(self) -> float | None:
+        return self.throttle.next_due()
+
+    def release_throttled(self) -> int:
+        """Fan out the throttled ticks whose window has ended."""
+        return sum(self._fanout(event) for event in self.throttle.due())
+
+    def _fanout(self, event: Event) -> int:
+        count = 0
+        subs = self._by_log.get(event.log)
+        if subs:
+            for sub in subs:
+                if sub.stream.matches(event):
+                    sub.deliver(event)
+                    count += 1
+        symbol = event.data.get("symbol")
+        if symbol is not None and self._by_symbol:
+            subs = self._by_symbol.get((event.log, symbol))
+            if subs:
+                for sub in subs:
+                    if event.type in sub.stream.definition.types:
+                        sub.deliver(event)
+                        count += 1
+        return count
+
+    def broadcast(self, type_: str, data: dict[str, Any]) -> int:
+        """Send an unlogged control event (`test`) to every connection."""
+        conns: Iterable[Connection] = list(self.connections.values())
+        count = 0
+        for conn in conns:
+            if not conn.closing:
+                conn.send_control(type_, data)
+                count += 1
+        return count
+
+
+def _discard(index: dict[Any, dict[Subscription, None]], key: Any, sub: Subscription) -> None:
+    subs = index.get(key)
+    if subs is not None:
+        subs.pop(sub, None)
+        if not subs:
+            del index[key]

@@ -1,0 +1,146 @@
+"""The per-connection outbox: encoded frames waiting for one coalesced write.
+
+Rules, in the order they apply:
+
+1. A keyed tick (price or position mark) supersedes the unsent tick of the same key:
+   the old frame is dropped and the new one queued at the end, so wire order (and
+   with it the order of ids) stays the order of positions.
+2. A log event with a key also supersedes the unsent tick of that key (it carries
+   the newer value).
+3. When queued bytes pass `limit_bytes`, every unsent tick is dropped (the client
+   can always get current values again); if that is not enough the outbox closes
+   with `SLOW_CONSUMER` and the transport closes the connection. Log events are
+   never dropped: the client resumes them from history.
+
+The outbox calls `notify` when it goes from empty to non-empty; the transport's
+writer then calls `drain()` and writes everything in one go.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+SLOW_CONSUMER = "slow_consumer"
+
+
+class DeliveryStats:
+    """Plain counters shared by all outboxes, read by the metrics collector."""
+
+    __slots__ = ("delivered", "conflated", "dropped_slow", "slow_closes")
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.conflated = 0
+        self.dropped_slow = 0
+        self.slow_closes = 0
+
+
+class _Entry:
+    __slots__ = ("frame", "key", "alive")
+
+    def __init__(self, frame: bytes, key: str | None) -> None:
+        self.frame = frame
+        self.key = key
+        self.alive = True
+
+
+class Outbox:
+    def __init__(
+        self,
+        limit_bytes: int,
+        notify: Callable[[], None],
+        stats: DeliveryStats | None = None,
+    ) -> None:
+        self.limit_bytes = limit_bytes
+        self._notify = notify
+        self._entries: deque[_Entry] = deque()
+        self._ticks: dict[str, _Entry] = {}
+        self._bytes = 0
+        self._events = 0
+        self.stats = stats if stats is not None else DeliveryStats()
+        self.closed: str | None = None
+        # Publish time (unix ms) of the oldest event in the pending batch: the
+        # transport observes delivery latency once per write, not once per event.
+        self.oldest_ms = 0
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    def __bool__(self) -> bool:
+        return self._bytes > 0
+
+    def put(
+        self,
+        frame: bytes,
+        *,
+        key: str | None = None,
+        tick: bool = False,
+        event: bool = True,
+        ms: int = 0,
+    ) -> bool:
+        """Queue a frame; False when the outbox is closed (the frame is discarded)."""
+        if self.closed is not None:
+            return False
+        if key is not None:
+            old = self._ticks.pop(key, None)
+            if old is not None:
+                old.alive = False
+                self._bytes -= len(old.frame)
+                self._events -= 1
+                self.stats.conflated += 1
+        entry = _Entry(frame, key if tick else None)
+        if tick and key is not None:
+            self._ticks[key] = entry
+        was_empty = self._bytes == 0
+        if was_empty:
+            self.oldest_ms = ms
+        self._entries.append(entry)
+        self._bytes += len(frame)
+        if event:
+            self._events += 1
+        if self._bytes > self.limit_bytes:
+            self._shed()
+            if self.closed is not None:
+                return False
+        if was_empty:
+            self._notify()
+        return True
+
+    def _shed(self) -> None:
+        for entry in self._ticks.values():
+            entry.alive = False
+            self._bytes -= len(entry.frame)
+            self._events -= 1
+            self.stats.dropped_slow += 1
+        self._ticks.clear()
+        if self._bytes > self.limit_bytes:
+            self.close(SLOW_CONSUMER, discard=True)
+            self.stats.slow_closes += 1
+
+    def close(self, reason: str, *, discard: bool = False) -> None:
+        """Stop accepting frames; what is queued is still drained unless `discard`."""
+        if self.closed is None:
+            self.closed = reason
+            if discard:
+                self._entries.clear()
+                self._ticks.clear()
+                self._bytes = 0
+                self._events = 0
+            self._notify()
+
+    def drain(self) -> bytes:
+        """Everything queued, as one bytes object, in queue order."""
+        if not self._entries:
+            return b""
+        if len(self._entries) == 1:
+            frames = [self._entries[0].frame] if self._entries[0].alive else []
+        else:
+            frames = [e.frame for e in self._entries if e.alive]
+        self.stats.delivered += self._events
+        self._entries.clear()
+        self._ticks.clear()
+        self._bytes = 0
+        self._events = 0
+        return b"".join(frames)

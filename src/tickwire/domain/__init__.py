@@ -1,0 +1,1 @@
+"""Trading domain logic (positions, P&L, alerts): pure Python, no I/O."""

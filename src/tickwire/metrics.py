@@ -1,0 +1,81 @@
+"""Prometheus metrics of one node (SPEC section 8), on a registry of its own.
+
+Hot-path numbers (deliveries, drops, queued bytes, connections) are plain integers
+kept by the core and read when `/metrics` is scraped, so delivering an event costs
+no metric call; rarer things (publishes, replays, resets) are ordinary counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tickwire.core.outbox import DeliveryStats
+
+TRANSPORTS = ("sse", "ws")
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.delivery = {t: DeliveryStats() for t in TRANSPORTS}
+        self.published = Counter(
+            "tickwire_events_published", "Events stamped by this node", ["type"], registry=self.registry
+        )
+        self.replays = Counter("tickwire_replays", "Successful resumes from an event id", registry=self.registry)
+        self.resets = Counter(
+            "tickwire_resets", "Resumes answered with stream:reset", ["reason"], registry=self.registry
+        )
+        self.rejected = Counter(
+            "tickwire_requests_rejected", "Requests refused", ["reason"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "tickwire_delivery_latency_seconds",
+            "From publish to socket write (oldest event of each write)",
+            ["transport"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.throttled = 0
+        self.connections: Callable[[], dict[str, int]] = dict
+        self.outbox_bytes: Callable[[], int] = lambda: 0
+        self.registry.register(_CoreCollector(self))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _CoreCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        conns = GaugeMetricFamily("tickwire_connections", "Open streaming connections", labels=["transport"])
+        counts = self.m.connections()
+        for transport in TRANSPORTS:
+            conns.add_metric([transport], counts.get(transport, 0))
+        yield conns
+        delivered = CounterMetricFamily(
+            "tickwire_events_delivered", "Events handed to the socket", labels=["transport"]
+        )
+        dropped = CounterMetricFamily("tickwire_events_dropped", "Events not delivered", labels=["reason"])
+        conflated = slow = 0
+        for transport, stats in self.m.delivery.items():
+            delivered.add_metric([transport], stats.delivered)
+            conflated += stats.conflated
+            slow += stats.dropped_slow
+        dropped.add_metric(["conflated"], conflated + self.m.throttled)
+        dropped.add_metric(["slow_consumer"], slow)
+        yield delivered
+        yield dropped
+        closes = CounterMetricFamily(
+            "tickwire_slow_consumer_closes", "Connections closed for not reading", labels=["transport"]
+        )
+        for transport, stats in self.m.delivery.items():
+            closes.add_metric([transport], stats.slow_closes)
+        yield closes
+        yield GaugeMetricFamily("tickwire_outbox_bytes", "Bytes queued in outboxes", value=self.m.outbox_bytes())

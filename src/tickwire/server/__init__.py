@@ -1,0 +1,1 @@
+"""The ASGI server: HTTP endpoints and SSE streams over the node."""

@@ -1,0 +1,82 @@
+"""JWT sessions (HS256): from the `session` cookie or `Authorization: Bearer`.
+
+An application can replace token checking with its own session store by passing an
+`Authenticator` (e.g. a session id in the cookie looked up in Redis) to `create_app`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from http.cookies import CookieError, SimpleCookie
+
+import jwt
+
+from tickwire.core.streams import ANONYMOUS, Principal
+
+ROLES = frozenset({"admin", "publisher"})
+Authenticator = Callable[[str], Awaitable[Principal | None]]
+
+
+def issue_token(secret: str, user: str, roles: tuple[str, ...] = (), ttl_s: int = 3600) -> str:
+    """A signed session token for `user`, valid for `ttl_s` seconds."""
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": user, "iat": now, "exp": now + ttl_s}
+    if roles:
+        claims["roles"] = list(roles)
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def verify_token(secret: str, token: str) -> Principal | None:
+    """The principal of a valid token, None for anything else (expired, forged, garbage)."""
+    if not token or len(token) > 8192:
+        return None
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub", "exp"]})
+    except jwt.PyJWTError:
+        return None
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub or len(sub) > 128:
+        return None
+    roles = claims.get("roles", [])
+    if not isinstance(roles, list):
+        return None
+    return Principal(sub, frozenset(r for r in roles if isinstance(r, str) and r in ROLES))
+
+
+def token_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The bearer token, else the `session` cookie, else None."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    cookie = headers.get("cookie")
+    if cookie:
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(cookie)
+        except CookieError:
+            return None
+        morsel = jar.get("session")
+        if morsel is not None and morsel.value:
+            return morsel.value
+    return None
+
+
+def jwt_authenticator(secret: str) -> Authenticator:
+    async def authenticate(token: str) -> Principal | None:
+        return verify_token(secret, token)
+
+    return authenticate
+
+
+async def principal_of(headers: Mapping[str, str], authenticate: Authenticator) -> Principal:
+    token = token_from_headers(headers)
+    if token is None:
+        return ANONYMOUS
+    return await authenticate(token) or ANONYMOUS
+
+
+def has_credentials(headers: Mapping[str, str]) -> bool:
+    return token_from_headers(headers) is not None

@@ -1,0 +1,106 @@
+"""Publishing over HTTP (SPEC 9) and the admin test broadcast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tickwire.brokers.base import BrokerUnavailable
+from tickwire.core.streams import Principal
+from tickwire.errors import PublishError
+from tickwire.node import Node
+from tickwire.publishing import parse_publish_body
+from tickwire.server.auth import has_credentials, principal_of
+from tickwire.server.http import error_response, json_response
+
+METHODS = "POST, OPTIONS"
+
+
+class BodyError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_json(request: Request, max_body: int) -> Any:
+    """The request body as JSON, refusing more than `max_body` bytes before reading it all."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise BodyError(400, "Content-Length must be a number")
+        if int(length) > max_body:
+            raise BodyError(413, f"Body too large: at most {max_body} bytes")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype.startswith("multipart/"):
+        raise BodyError(400, "Send the events as a JSON body (Content-Type: application/json), not a form")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body:
+            raise BodyError(413, f"Body too large: at most {max_body} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise BodyError(400, "Body is empty: send a JSON event or a JSON array of events")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BodyError(400, f"Body is not valid JSON: {exc}") from None
+
+
+async def _authorize(request: Request, check: str) -> Principal | Response:
+    principal = await principal_of(request.headers, request.app.state.authenticate)
+    if principal.user is None:
+        message = "Invalid or expired token" if has_credentials(request.headers) else "No valid session found"
+        return error_response(request, 401, message, METHODS)
+    allowed = principal.can_publish if check == "publish" else principal.is_admin
+    if not allowed:
+        need = "the publisher or admin role" if check == "publish" else "the admin role"
+        return error_response(request, 403, f"Publishing needs {need}" if check == "publish" else f"This needs {need}", METHODS)
+    return principal
+
+
+async def publish_endpoint(request: Request) -> Response:
+    node: Node = request.app.state.node
+    await request.app.state.ensure_started()
+    auth = await _authorize(request, "publish")
+    if isinstance(auth, Response):
+        return auth
+    try:
+        body = await read_json(request, node.settings.max_body)
+        requests = parse_publish_body(body)
+        ids = await node.publish(requests)
+    except BodyError as exc:
+        return error_response(request, exc.status, exc.message, METHODS)
+    except PublishError as exc:
+        return error_response(request, 400, str(exc), METHODS)
+    except BrokerUnavailable as exc:
+        return error_response(request, 503, f"Broker unavailable, nothing was published: {exc}", METHODS)
+    return json_response(request, {"ids": ids}, METHODS)
+
+
+async def test_endpoint(request: Request) -> Response:
+    node: Node = request.app.state.node
+    await request.app.state.ensure_started()
+    auth = await _authorize(request, "admin")
+    if isinstance(auth, Response):
+        return auth
+    message = "test"
+    if request.headers.get("content-length", "0") not in ("0", ""):
+        try:
+            body = await read_json(request, node.settings.max_body)
+        except BodyError as exc:
+            return error_response(request, exc.status, exc.message, METHODS)
+        if isinstance(body, dict) and body.get("message") is not None:
+            if not isinstance(body["message"], str) or len(body["message"]) > 10_000:
+                return error_response(request, 400, "`message` must be a string of at most 10000 characters", METHODS)
+            message = body["message"]
+        elif not isinstance(body, dict):
+            return error_response(request, 400, 'Body must be a JSON object like {"message": "..."}', METHODS)
+    clients = await node.broadcast_test(message)
+    return json_response(request, {"sent": True, "clients": clients}, METHODS)

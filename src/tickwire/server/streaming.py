@@ -1,0 +1,64 @@
+"""Pieces every streaming transport shares: the writer wake-up and client ids."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class Waker:
+    """Wakes one writer task: when its outbox becomes non-empty, or at a deadline.
+
+    One future per wait and at most one timer per connection (re-armed only when it
+    fires), so waking a writer costs a `set_result` and nothing else.
+    """
+
+    __slots__ = ("_loop", "_fut", "_timer", "_timer_at")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._fut: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    def wake(self) -> None:
+        fut = self._fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def wait(self, deadline_mono: float, now_mono: float) -> None:
+        """Sleep until woken or until `deadline_mono` (the node clock's monotonic time)."""
+        loop_deadline = self._loop.time() + max(0.0, deadline_mono - now_mono)
+        if self._timer is None or self._timer_at > loop_deadline + 0.001:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = loop_deadline
+            self._timer = self._loop.call_at(loop_deadline, self._fire)
+        self._fut = self._loop.create_future()
+        try:
+            await self._fut
+        finally:
+            self._fut = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.wake()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class ClientIds:
+    """`{userId}-{stream}-{unix_ms}`, the ms bumped so ids are unique on this node."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], int] = {}
+
+    def next(self, user: str | None, stream: str, now_ms: int) -> str:
+        key = (user or "anonymous", stream)
+        ms = max(now_ms, self._last.get(key, 0) + 1)
+        self._last[key] = ms
+        if len(self._last) > 10_000:
+            self._last = {k: v for k, v in self._last.items() if v > now_ms}
+        return f"{key[0]}-{stream}-{ms}"

@@ -1,0 +1,1 @@
+"""Wire formats: bytes in, bytes out, no sockets."""

@@ -1,0 +1,248 @@
+"""The broker contract: every broker (memory today, Redis next) must pass this suite
+unchanged. It speaks only the `Broker` interface."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from tickwire.brokers.base import Broker, Publication
+from tickwire.brokers.memory import MemoryBroker
+from tickwire.core.event import Event
+from tickwire.core.ids import Position
+from tickwire.core.log import AHEAD, TOO_OLD, UNKNOWN_EPOCH
+
+T = TypeVar("T")
+HISTORY = 10
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.broadcasts: list[tuple[str, dict[str, Any]]] = []
+
+    def on_event(self, event: Event) -> None:
+        self.events.append(event)
+
+    def on_broadcast(self, type_: str, data: dict[str, Any]) -> None:
+        self.broadcasts.append((type_, data))
+
+
+BrokerFactory = Callable[[], Broker]
+
+
+def memory_factory() -> Broker:
+    return MemoryBroker(user_history=HISTORY, public_history=HISTORY, state_capacity=100)
+
+
+@pytest.fixture(params=["memory"])
+def factory(request: pytest.FixtureRequest) -> Iterator[BrokerFactory]:
+    yield {"memory": memory_factory}[request.param]
+
+
+def run(factory: BrokerFactory, body: Callable[[Broker, Sink], Awaitable[T]]) -> T:
+    async def main() -> T:
+        broker = factory()
+        sink = Sink()
+        await broker.start(sink)
+        try:
+            return await body(broker, sink)
+        finally:
+            await broker.stop()
+
+    return asyncio.run(main())
+
+
+def alert(user: str, i: int) -> Publication:
+    return Publication("alert:new", {"message": f"m{i}", "i": i}, f"user:{user}")
+
+
+def price(symbol: str, value: float) -> Publication:
+    return Publication(
+        "price:update", {"symbol": symbol, "price": value}, "prices", tick=True, state=("prices", symbol)
+    )
+
+
+def pos_of(event: Event) -> Position:
+    assert event.pos is not None
+    return event.pos
+
+
+def test_publish_stamps_increasing_offsets_and_delivers_in_order(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        stamped = await broker.publish([alert("a", i) for i in range(5)], 1000)
+        offsets = [pos_of(e).offset for e in stamped]
+        assert offsets == sorted(offsets) and len(set(offsets)) == 5
+        assert offsets[-1] - offsets[0] == 4
+        assert [e.id for e in sink.events] == [e.id for e in stamped]
+        assert all(e.id is not None and e.id.startswith("0000000001000-") for e in stamped)
+
+    run(factory, body)
+
+
+def test_logs_are_independent(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        a = await broker.publish([alert("a", 1)], 1)
+        b = await broker.publish([alert("b", 1)], 1)
+        assert pos_of(a[0]).offset == pos_of(b[0]).offset == 1
+
+    run(factory, body)
+
+
+def test_ticks_get_unique_ids_but_no_history(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        ticks = await broker.publish([price("AAPL", 1), price("AAPL", 2), price("MSFT", 3)], 5)
+        assert len({e.id for e in ticks}) == 3
+        assert all(e.tick for e in ticks)
+        history = await broker.history("prices", None)
+        assert history.events == []
+
+    run(factory, body)
+
+
+def test_history_after_a_position_is_exact(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        stamped = await broker.publish([alert("a", i) for i in range(6)], 1)
+        history = await broker.history("user:a", pos_of(stamped[2]))
+        assert history.reset is None
+        assert [e.data["i"] for e in history.events] == [3, 4, 5]
+        assert [e.id for e in history.events] == [e.id for e in stamped[3:]]
+        assert history.end == pos_of(stamped[-1])
+        everything = await broker.history("user:a", None)
+        assert [e.data["i"] for e in everything.events] == list(range(6))
+
+    run(factory, body)
+
+
+def test_history_is_bounded_and_old_positions_reset(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        stamped = await broker.publish([alert("a", i) for i in range(HISTORY + 5)], 1)
+        retained = await broker.history("user:a", None)
+        assert len(retained.events) == HISTORY
+        assert (await broker.history("user:a", pos_of(stamped[0]))).reset == TOO_OLD
+        ok = await broker.history("user:a", pos_of(stamped[4]))  # the boundary: offsets 6.. are kept
+        assert ok.reset is None and len(ok.events) == HISTORY
+
+    run(factory, body)
+
+
+def test_unknown_epoch_and_future_positions_reset(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        (event,) = await broker.publish([alert("a", 1)], 1)
+        pos = pos_of(event)
+        other_epoch = Position(pos.epoch % 1000 + 1 if pos.epoch != 1 else 2, pos.offset, pos.tick)
+        assert (await broker.history("user:a", other_epoch)).reset == UNKNOWN_EPOCH
+        ahead = Position(pos.epoch, pos.offset + 5, pos.tick + 5)
+        assert (await broker.history("user:a", ahead)).reset == AHEAD
+
+    run(factory, body)
+
+
+def test_resume_from_a_tick_gives_log_events_then_changed_tick_values(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        (first,) = await broker.publish([price("AAPL", 1)], 1)
+        await broker.publish([price("AAPL", 2), price("MSFT", 7), price("AAPL", 3)], 2)
+        history = await broker.history("prices", pos_of(first))
+        assert history.events == []
+        latest = {e.data["symbol"]: e.data["price"] for e in history.ticks}
+        assert latest == {"AAPL": 3, "MSFT": 7}
+        assert len(history.ticks) == 2
+        assert all(pos_of(t).after(pos_of(first)) for t in history.ticks)
+
+    run(factory, body)
+
+
+def test_log_event_state_changes_are_replayed_not_sent_as_ticks(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        (start,) = await broker.publish([alert("a", 0)], 1)
+        pos_pub = Publication(
+            "position:update", {"symbol": "A", "quantity": 1}, "user:a", state=("positions", "A")
+        )
+        mark = Publication(
+            "position:update", {"symbol": "B", "quantity": 2, "currentPrice": 5}, "user:a", tick=True,
+            state=("positions", "B"),
+        )
+        await broker.publish([pos_pub, mark], 2)
+        history = await broker.history("user:a", pos_of(start))
+        assert [e.data["symbol"] for e in history.events] == ["A"]
+        assert [t.data["symbol"] for t in history.ticks] == ["B"]
+
+    run(factory, body)
+
+
+def test_state_merges_deltas_and_snapshots_it(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        empty = await broker.snapshot("user:a", ["orders"])
+        assert empty.empty and empty.states == {"orders": []}
+        order = {"orderId": "o1", "symbol": "AAPL", "status": "new", "qty": 5}
+        await broker.publish([Publication("order:update", order, "user:a", state=("orders", "o1"))], 1)
+        fill = {"orderId": "o1", "status": "filled", "filledQty": 5}
+        stamped = await broker.publish([Publication("order:fill", fill, "user:a", state=("orders", "o1"))], 2)
+        assert await broker.get_state("user:a", "orders", "o1") == {
+            "orderId": "o1", "symbol": "AAPL", "status": "filled", "qty": 5, "filledQty": 5,
+        }
+        snap = await broker.snapshot("user:a", ["orders", "positions"])
+        assert not snap.empty
+        assert snap.end == pos_of(stamped[0])
+        assert snap.states["orders"][0]["status"] == "filled"
+        assert snap.states["positions"] == []
+        assert await broker.get_state("user:a", "orders", "nope") is None
+
+    run(factory, body)
+
+
+def test_strategy_owner_is_the_first_publisher(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        assert await broker.strategy_owner("s1") is None
+        for user in ("alice", "bob"):
+            await broker.publish(
+                [Publication("strategy:update", {"strategyId": "s1"}, f"user:{user}", strategy="s1")], 1
+            )
+        assert await broker.strategy_owner("s1") == "alice"
+
+    run(factory, body)
+
+
+def test_forgetting_history_keeps_offsets_counting(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        stamped = await broker.publish([alert("a", i) for i in range(3)], 1)
+        await broker.forget_history("user:a")
+        assert (await broker.history("user:a", None)).events == []
+        assert (await broker.history("user:a", pos_of(stamped[0]))).reset == TOO_OLD
+        assert (await broker.history("user:a", pos_of(stamped[-1]))).reset is None
+        (later,) = await broker.publish([alert("a", 9)], 2)
+        assert pos_of(later).offset == pos_of(stamped[-1]).offset + 1
+
+    run(factory, body)
+
+
+def test_broadcast_reaches_the_sink_and_is_not_kept(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        await broker.broadcast("test", {"message": "hi"})
+        assert sink.broadcasts == [("test", {"message": "hi"})]
+        assert sink.events == []
+
+    run(factory, body)
+
+
+def test_concurrent_publishers_get_one_strict_order(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        async def publisher(tag: str) -> None:
+            for i in range(50):
+                await broker.publish([alert("a", i), alert("a", i)], 1)
+
+        await asyncio.gather(publisher("x"), publisher("y"))
+        offsets = [pos_of(e).offset for e in sink.events]
+        assert offsets == list(range(1, 201))
+
+    run(factory, body)
+
+
+def test_healthy(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> bool:
+        return await broker.healthy()
+
+    assert run(factory, body) is True

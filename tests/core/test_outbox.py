@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from tickwire.core.outbox import SLOW_CONSUMER, Outbox
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+
+
+def test_notify_only_when_going_from_empty_to_non_empty() -> None:
+    rec = Recorder()
+    box = Outbox(1000, rec)
+    box.put(b"a")
+    box.put(b"b")
+    assert rec.calls == 1
+    assert box.drain() == b"ab"
+    box.put(b"c")
+    assert rec.calls == 2
+
+
+def test_drain_keeps_order_and_empties() -> None:
+    box = Outbox(1000, Recorder())
+    for frame in (b"1", b"2", b"3"):
+        box.put(frame)
+    assert box.drain() == b"123"
+    assert box.drain() == b""
+    assert not box
+
+
+def test_a_tick_supersedes_the_unsent_tick_of_its_key_and_moves_to_the_end() -> None:
+    box = Outbox(1000, Recorder())
+    box.put(b"[AAPL=1]", key="p|AAPL", tick=True)
+    box.put(b"[order]")
+    box.put(b"[MSFT=1]", key="p|MSFT", tick=True)
+    box.put(b"[AAPL=2]", key="p|AAPL", tick=True)
+    assert box.drain() == b"[order][MSFT=1][AAPL=2]"
+    assert box.stats.conflated == 1
+
+
+def test_a_log_event_with_the_same_key_supersedes_an_unsent_tick() -> None:
+    box = Outbox(1000, Recorder())
+    box.put(b"[mark]", key="pos|AAPL", tick=True)
+    box.put(b"[fill-position]", key="pos|AAPL", tick=False)
+    box.put(b"[fill-position-2]", key="pos|AAPL", tick=False)
+    # Log events are never conflated with each other.
+    assert box.drain() == b"[fill-position][fill-position-2]"
+
+
+def test_log_events_are_never_conflated() -> None:
+    box = Outbox(1000, Recorder())
+    box.put(b"a", key="order|1")
+    box.put(b"b", key="order|1")
+    assert box.drain() == b"ab"
+
+
+def test_over_the_bound_ticks_are_dropped_first() -> None:
+    box = Outbox(100, Recorder())
+    for i in range(5):
+        box.put(b"t" * 15, key=f"k{i}", tick=True)
+    box.put(b"L" * 40)  # 115 bytes > 100: the 75 bytes of ticks go
+    assert box.closed is None
+    assert box.drain() == b"L" * 40
+    assert box.stats.dropped_slow == 5
+
+
+def test_when_dropping_ticks_is_not_enough_the_outbox_closes() -> None:
+    rec = Recorder()
+    box = Outbox(100, rec)
+    box.put(b"x" * 60)
+    assert box.put(b"y" * 60) is False
+    assert box.closed == SLOW_CONSUMER
+    assert box.drain() == b""  # discarded: the client resumes from history
+    assert box.put(b"z") is False
+    assert box.stats.slow_closes == 1
+    assert rec.calls == 2  # the writer is woken to close the connection
+
+
+def test_a_graceful_close_still_drains_what_was_queued() -> None:
+    box = Outbox(100, Recorder())
+    box.put(b"bye")
+    box.close("connection_limit")
+    assert box.put(b"more") is False
+    assert box.drain() == b"bye"
+
+
+def test_memory_is_bounded_by_the_limit() -> None:
+    box = Outbox(10_000, Recorder())
+    for i in range(100_000):
+        box.put(b"p" * 50, key=f"k{i % 7}", tick=True)
+        assert box.pending_bytes <= 10_000
+    assert box.closed is None
+
+
+def test_oldest_ms_is_the_first_event_of_the_batch() -> None:
+    box = Outbox(1000, Recorder())
+    box.put(b"a", ms=5)
+    box.put(b"b", ms=9)
+    assert box.oldest_ms == 5
+    box.drain()
+    box.put(b"c", ms=12)
+    assert box.oldest_ms == 12
