@@ -27,9 +27,10 @@ from tickwire.core.ids import MalformedId, Position, parse_id
 from tickwire.core.log import MALFORMED, Reset
 from tickwire.core.ratelimit import RateLimiter
 from tickwire.core.sanitize import sanitize
-from tickwire.core.streams import Stream, StreamError, snapshot_payloads
+from tickwire.core.streams import Stream, snapshot_payloads
 from tickwire.core.throttle import Throttle
 from tickwire.domain.portfolio import Portfolio
+from tickwire.errors import ConfigError, PublishError, StreamError
 from tickwire.metrics import Metrics
 from tickwire.publishing import PublishRequest
 from tickwire.wire.sse import SSECodec
@@ -47,11 +48,13 @@ def make_broker(settings: Settings) -> Broker:
             public_history=settings.public_buffer,
             state_capacity=settings.state_capacity,
         )
-    raise StreamError(500, f"broker {settings.broker!r} is not available in this build")
+    raise ConfigError(f"TICKWIRE_BROKER={settings.broker}: only `memory` is supported by this version")
 
 
 class Node:
-    def __init__(self, settings: Settings, *, broker: Broker | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, broker: Broker | None = None, clock: Clock | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.broker = broker or make_broker(settings)
@@ -138,12 +141,15 @@ class Node:
         async with self._publish_lock:
             pubs: list[Publication] = []
             owned: list[int] = []  # index in pubs of each request's own event
-            for req in requests:
+            for index, req in enumerate(requests):
                 data = sanitize(req.data)
                 if "timestamp" not in data:
                     data = {**data, "timestamp": ts}
                 owned.append(len(pubs))
-                pubs.extend(self._derive(req, data, ts))
+                try:
+                    pubs.extend(self._derive(req, data, ts))
+                except ValueError as exc:  # the domain refused it (e.g. an impossible fill)
+                    raise PublishError(str(exc), index if len(requests) > 1 else None) from None
             events = await self.broker.publish(pubs, ms)
         marks: list[tuple[str, dict[str, Any]]] = []
         for event in events:
@@ -170,7 +176,9 @@ class Node:
             for position in self.portfolio.apply_fill(user, data):
                 position["timestamp"] = ts
                 extra.append(
-                    Publication("position:update", position, log_name, state=("positions", str(position["symbol"])))
+                    Publication(
+                        "position:update", position, log_name, state=("positions", str(position["symbol"]))
+                    )
                 )
         elif user is not None and req.type == "position:update":
             data = self.portfolio.apply_position(user, data)
@@ -184,7 +192,11 @@ class Node:
         if isinstance(value, bool) or not isinstance(value, int | float) or not isinstance(symbol, str):
             return []
         out = []
-        for user, position in self.portfolio.mark(symbol, float(value)):
+        try:
+            marks = self.portfolio.mark(symbol, float(value))
+        except ValueError:
+            return []
+        for user, position in marks:
             released = self.marks.offer(f"{user}|{symbol}", (user, position))
             if released is not None:
                 out.append(released)
@@ -237,7 +249,9 @@ class Node:
     def unregister(self, conn: Connection) -> None:
         self.hub.remove_connection(conn)
 
-    async def attach(self, conn: Connection, stream: Stream, last_event_id: str | None, name: str | None = None) -> bool:
+    async def attach(
+        self, conn: Connection, stream: Stream, last_event_id: str | None, name: str | None = None
+    ) -> bool:
         """Start `stream` on `conn`: replay or snapshot, then live. True when resumed."""
         sub = self.hub.subscribe(conn, stream, name)
         if last_event_id is None:
@@ -285,7 +299,9 @@ class Node:
         return [e for e in history.events if stream.matches(e)], history.end
 
     def _replay_events(self, stream: Stream, history: History) -> list[Event]:
-        return [e for e in history.events if stream.matches(e)] + [t for t in history.ticks if stream.matches(t)]
+        return [e for e in history.events if stream.matches(e)] + [
+            t for t in history.ticks if stream.matches(t)
+        ]
 
     async def poll(self, stream: Stream, after: str | None, limit: int, wait: float) -> dict[str, Any]:
         """SPEC section 7: events after an id (or a fresh start), optionally long-polled."""
@@ -312,7 +328,9 @@ class Node:
         events = events[:limit]
         body: dict[str, Any] = {
             "events": [{"event": e.type, "id": e.id, "data": e.data} for e in events],
-            "lastEventId": next((e.id for e in reversed(events) if e.id is not None), after if recovered else None),
+            "lastEventId": next(
+                (e.id for e in reversed(events) if e.id is not None), after if recovered else None
+            ),
             "recovered": recovered,
         }
         if reason is not None:

@@ -13,8 +13,13 @@ CODEC = SSECodec()
 
 def conn(clock: FakeClock, user: str | None = "alice") -> Connection:
     return Connection(
-        client_id=f"{user}-x", user=user, transport="sse", codec=CODEC, clock=clock,
-        outbox_limit=1 << 20, notify=lambda: None,
+        client_id=f"{user}-x",
+        user=user,
+        transport="sse",
+        codec=CODEC,
+        clock=clock,
+        outbox_limit=1 << 20,
+        notify=lambda: None,
     )
 
 
@@ -24,13 +29,19 @@ def events_of(c: Connection) -> list[tuple[str, str]]:
 
 def price(symbol: str, n: int, key: bool = True) -> Event:
     return Event(
-        "price:update", {"symbol": symbol, "price": n}, "prices", Position(1, 0, n), n,
-        key=f"prices|prices|{symbol}" if key else None, tick=True,
+        "price:update",
+        {"symbol": symbol, "price": n},
+        "prices",
+        Position(1, 0, n),
+        n,
+        key=f"prices|prices|{symbol}" if key else None,
+        tick=True,
     )
 
 
-def live(hub: Hub, c: Connection, path: str, params: dict[str, str] | None = None,
-         who: Principal = ANONYMOUS) -> None:
+def live(
+    hub: Hub, c: Connection, path: str, params: dict[str, str] | None = None, who: Principal = ANONYMOUS
+) -> None:
     hub.add_connection(c)
     sub = hub.subscribe(c, resolve_stream(path, params or {}, who))
     sub.go_live(None)
@@ -140,7 +151,9 @@ def test_error_alerts_are_urgent_and_never_throttled() -> None:
     c = conn(clock)
     live(hub, c, "alerts", who=Principal("alice"))
     for i in range(3):
-        e = Event("alert:new", {"level": "error", "i": i}, "user:alice", Position(1, i + 1, i + 1), 0, key="k")
+        e = Event(
+            "alert:new", {"level": "error", "i": i}, "user:alice", Position(1, i + 1, i + 1), 0, key="k"
+        )
         assert e.urgent
         hub.dispatch(e)
     assert len(events_of(c)) == 3

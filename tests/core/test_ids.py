@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickwire.core.ids import EPOCH_MAX, ID_PATTERN, MalformedId, Position, b62decode, b62encode, format_id, parse_id
+from tickwire.core.ids import (
+    EPOCH_MAX,
+    ID_PATTERN,
+    MalformedId,
+    Position,
+    b62decode,
+    b62encode,
+    format_id,
+    parse_id,
+)
 
 positions = st.builds(
     Position,

@@ -7,8 +7,23 @@ from tickwire.core.sanitize import REDACTED, mask_pii, sanitize
 
 @pytest.mark.parametrize(
     "key",
-    ["apiKey", "api_key", "API-KEY", "token", "accessToken", "refresh_token", "secret", "clientSecret",
-     "password", "passwd", "Authorization", "credential", "awsCredentials", "privateKey", "private_key"],
+    [
+        "apiKey",
+        "api_key",
+        "API-KEY",
+        "token",
+        "accessToken",
+        "refresh_token",
+        "secret",
+        "clientSecret",
+        "password",
+        "passwd",
+        "Authorization",
+        "credential",
+        "awsCredentials",
+        "privateKey",
+        "private_key",
+    ],
 )
 def test_secret_keys_are_redacted(key: str) -> None:
     assert sanitize({key: "x", "keep": 1}) == {key: REDACTED, "keep": 1}
@@ -21,7 +36,10 @@ def test_other_keys_are_kept(key: str) -> None:
 
 def test_redaction_reaches_any_depth_and_lists() -> None:
     data = {"a": [{"b": {"Auth_Token": "t", "ok": [1, {"password": "p"}]}}], "price": 1}
-    assert sanitize(data) == {"a": [{"b": {"Auth_Token": REDACTED, "ok": [1, {"password": REDACTED}]}}], "price": 1}
+    assert sanitize(data) == {
+        "a": [{"b": {"Auth_Token": REDACTED, "ok": [1, {"password": REDACTED}]}}],
+        "price": 1,
+    }
 
 
 def test_clean_payloads_are_not_copied() -> None:

@@ -10,7 +10,9 @@ def p(offset: int, tick: int) -> Position:
 
 def test_delta_merge_keeps_fields_not_in_the_delta() -> None:
     state = KeyedState()
-    state.merge("AAPL", {"symbol": "AAPL", "price": 1.0, "bid": 0.9}, p(0, 1), tick=True, type_="price:update", ms=1)
+    state.merge(
+        "AAPL", {"symbol": "AAPL", "price": 1.0, "bid": 0.9}, p(0, 1), tick=True, type_="price:update", ms=1
+    )
     merged = state.merge("AAPL", {"price": 2.0}, p(0, 2), tick=True, type_="price:update", ms=2)
     assert merged == {"symbol": "AAPL", "price": 2.0, "bid": 0.9}
 

@@ -19,7 +19,11 @@ def ev(type_: str, **data: object) -> Event:
     [
         ("orders", ["order:update", "order:fill"], ["position:update", "alert:new"]),
         ("positions", ["position:update"], ["order:update"]),
-        ("trading", ["order:update", "order:fill", "position:update", "trade:new"], ["alert:new", "ai:decision"]),
+        (
+            "trading",
+            ["order:update", "order:fill", "position:update", "trade:new"],
+            ["alert:new", "ai:decision"],
+        ),
         ("alerts", ["alert:new"], ["order:update"]),
         ("ai-decisions", ["ai:decision"], ["strategy:update"]),
     ],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import time
 import zlib
 from typing import Any
@@ -57,7 +56,7 @@ class SSEStream:
         sock.settimeout(timeout)
         try:
             chunk = self.response.read1(65536)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return True
         except (http.client.IncompleteRead, ConnectionError, OSError):
             self.closed = True

@@ -17,6 +17,9 @@ from typing import Any, Protocol
 from tickwire.core.event import Event
 from tickwire.core.ids import Position
 from tickwire.core.log import Reset
+from tickwire.errors import BrokerUnavailable
+
+__all__ = ["Broker", "BrokerSink", "BrokerUnavailable", "History", "Publication", "Snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +66,6 @@ class BrokerSink(Protocol):
     def on_event(self, event: Event) -> None: ...
 
     def on_broadcast(self, type_: str, data: dict[str, Any]) -> None: ...
-
-
-class BrokerUnavailable(Exception):
-    """The broker cannot be reached: publishing fails loudly (503)."""
 
 
 class Broker(ABC):

@@ -77,7 +77,9 @@ class MemoryBroker(Broker):
         if pub.state is not None:
             assert event.pos is not None
             kind, state_key = pub.state
-            self._state(pub.log, kind).merge(state_key, pub.data, event.pos, tick=pub.tick, type_=pub.type, ms=ms)
+            self._state(pub.log, kind).merge(
+                state_key, pub.data, event.pos, tick=pub.tick, type_=pub.type, ms=ms
+            )
         if pub.strategy is not None:
             owner = log_user(pub.log)
             if owner is not None:
@@ -99,9 +101,7 @@ class MemoryBroker(Broker):
         for (state_log, _kind), state in self._states.items():
             if state_log == log:
                 for entry in state.ticks_after(after):
-                    ticks.append(
-                        Event(entry.type, dict(entry.value), log, entry.pos, entry.ms, tick=True)
-                    )
+                    ticks.append(Event(entry.type, dict(entry.value), log, entry.pos, entry.ms, tick=True))
         ticks.sort(key=lambda e: (e.pos.offset, e.pos.tick))  # type: ignore[union-attr]
         return History(event_log.end, events=events, ticks=ticks)
 

@@ -39,4 +39,4 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self._mono += seconds
-        self._wall_ms += int(round(seconds * 1000))
+        self._wall_ms += round(seconds * 1000)

@@ -54,9 +54,7 @@ EVENT_TYPES: dict[str, EventType] = {
         EventType("position:update", "user", state=("positions", "symbol"), required=("symbol",)),
         EventType("trade:new", "user"),
         EventType("ai:decision", "user"),
-        EventType(
-            "strategy:update", "user", state=("strategies", "strategyId"), required=("strategyId",)
-        ),
+        EventType("strategy:update", "user", state=("strategies", "strategyId"), required=("strategyId",)),
         EventType("alert:new", "user", required=("message",)),
         EventType(
             "price:update",
@@ -88,7 +86,7 @@ def is_urgent(type_: str, data: dict[str, Any]) -> bool:
 class Event:
     """One stamped event: a log position, an id, a payload and cached wire forms."""
 
-    __slots__ = ("type", "data", "log", "pos", "id", "ms", "key", "tick", "urgent", "_json", "_wire")
+    __slots__ = ("_json", "_wire", "data", "id", "key", "log", "ms", "pos", "tick", "type", "urgent")
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ CONNECTION_LIMIT = "connection_limit"
 class Subscription:
     """One stream read by one connection."""
 
-    __slots__ = ("conn", "stream", "name", "fmt", "encode", "holding", "held")
+    __slots__ = ("conn", "encode", "fmt", "held", "holding", "name", "stream")
 
     def __init__(self, conn: Connection, stream: Stream, name: str) -> None:
         self.conn = conn
@@ -50,7 +50,7 @@ class Subscription:
 
     def deliver_now(self, event: Event) -> None:
         """Queue an event regardless of holding (the snapshot or replay itself)."""
-        frame = event._wire.get(self.fmt)  # noqa: SLF001 - hot path: skip the call
+        frame = event._wire.get(self.fmt)
         if frame is None:
             frame = event.wire(self.fmt, self.encode)
         self.conn.send_event(event, frame)

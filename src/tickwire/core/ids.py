@@ -51,9 +51,7 @@ class Position:
     tick: int
 
     def token(self) -> str:
-        packed = (
-            (self.epoch << (_OFFSET_BITS + _TICK_BITS)) | (self.offset << _TICK_BITS) | self.tick
-        )
+        packed = (self.epoch << (_OFFSET_BITS + _TICK_BITS)) | (self.offset << _TICK_BITS) | self.tick
         return b62encode(packed)
 
     def after(self, other: Position) -> bool:

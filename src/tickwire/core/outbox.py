@@ -27,7 +27,7 @@ SLOW_CONSUMER = "slow_consumer"
 class DeliveryStats:
     """Plain counters shared by all outboxes, read by the metrics collector."""
 
-    __slots__ = ("delivered", "conflated", "dropped_slow", "slow_closes")
+    __slots__ = ("conflated", "delivered", "dropped_slow", "slow_closes")
 
     def __init__(self) -> None:
         self.delivered = 0
@@ -37,7 +37,7 @@ class DeliveryStats:
 
 
 class _Entry:
-    __slots__ = ("frame", "key", "alive")
+    __slots__ = ("alive", "frame", "key")
 
     def __init__(self, frame: bytes, key: str | None) -> None:
         self.frame = frame

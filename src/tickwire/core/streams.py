@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tickwire.core.event import AGENT_LOG, PRICES_LOG, Event, iso_timestamp, user_log
+from tickwire.errors import StreamError
 
 Access = Literal["user", "public"]
 
@@ -60,15 +61,6 @@ STREAMS: dict[str, StreamDef] = {
         StreamDef("alerts", "user", frozenset({"alert:new"})),
     )
 }
-
-
-class StreamError(Exception):
-    """A stream request that cannot be served: HTTP status and client message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +125,7 @@ def parse_symbols(raw: str | None) -> frozenset[str] | None:
     return frozenset(symbols)
 
 
-def resolve_stream(
-    path: str, params: dict[str, str], principal: Principal
-) -> Stream:
+def resolve_stream(path: str, params: dict[str, str], principal: Principal) -> Stream:
     """The stream for `path` (e.g. `orders`, `strategies/s1`) as seen by `principal`.
 
     Strategy existence and ownership need the registry and are checked by the caller.

@@ -60,5 +60,7 @@ class Throttle(Generic[T]):
 
     def _forget_quiet(self, now: float) -> None:
         if len(self._last_sent) > 4 * (len(self._pending) + 1024):
-            for key in [k for k, t in self._last_sent.items() if now - t >= self.window_s and k not in self._pending]:
+            for key in [
+                k for k, t in self._last_sent.items() if now - t >= self.window_s and k not in self._pending
+            ]:
                 del self._last_sent[key]

@@ -191,11 +191,12 @@ class Portfolio:
                 _number(data[name], name, negative_ok=True)
 
         account = self._account(user)
-        app = account.app if account.app is not None else self._take_over(user, account)
+        previous = account.app.get(symbol, {}) if account.app is not None else {}
         given = {k: v for k, v in data.items() if v is not None}
-        record = {**app.get(symbol, {}), **{k: v for k, v in given.items() if k not in _NOT_STORED}}
+        record = {**previous, **{k: v for k, v in given.items() if k not in _NOT_STORED}}
         if "quantity" not in record:
             raise ValueError(f"quantity is missing for {symbol}: a position needs it (negative for a short)")
+        app = account.app if account.app is not None else self._take_over(user, account)
         if "currentPrice" not in record and symbol in self._prices:
             record["currentPrice"] = self._prices[symbol]
         if "currentPrice" not in record and "entryPrice" in record:
