@@ -1,8 +1,8 @@
 """tickwire: a real-time streaming backbone for trading applications.
 
-    from tickwire import Settings, create_app, load_settings
-    app = create_app(load_settings())          # an ASGI app, or mount it in yours
-    await app.state.node.publish([...])         # publish in-process
+from tickwire import Settings, create_app, load_settings
+app = create_app(load_settings())          # an ASGI app, or mount it in yours
+await app.state.node.publish([...])         # publish in-process
 """
 
 from tickwire.brokers import Broker, MemoryBroker

@@ -92,7 +92,9 @@ def _secret(secret: str | None, config: str | None) -> str:
     if not found:
         raise click.UsageError("no secret: pass --secret or set TICKWIRE_SECRET (the server's JWT secret)")
     if len(found.encode()) < MIN_SECRET_BYTES:
-        raise click.UsageError(f"the secret must be at least {MIN_SECRET_BYTES} bytes (the server refuses shorter)")
+        raise click.UsageError(
+            f"the secret must be at least {MIN_SECRET_BYTES} bytes (the server refuses shorter)"
+        )
     return found
 
 

@@ -44,7 +44,9 @@ class Settings(BaseModel):
     max_conns_per_user: int = Field(10, ge=1, le=10_000, description="concurrent connections per user")
     connect_rate: int = Field(5, ge=0, description="connection attempts per minute per IP, 0 = off")
     throttle_ms: int = Field(100, ge=0, le=60_000, description="conflation window for ticks, 0 = off")
-    cors_origins: tuple[str, ...] = Field(("*",), description="allowed origins; `*` = any, never with credentials")
+    cors_origins: tuple[str, ...] = Field(
+        ("*",), description="allowed origins; `*` = any, never with credentials"
+    )
     demo: bool = Field(False, description="run the market simulator and demo users")
     prefix: str = Field("/api/stream", description="path prefix of the stream endpoints")
     outbox_bytes: int = Field(
@@ -55,7 +57,9 @@ class Settings(BaseModel):
     demo_symbols: tuple[str, ...] = Field(
         ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "NVDA"), description="symbols of the market simulator"
     )
-    demo_rate: float = Field(5.0, gt=0, le=10_000, description="simulated price updates per second per symbol")
+    demo_rate: float = Field(
+        5.0, gt=0, le=10_000, description="simulated price updates per second per symbol"
+    )
     log_level: str = Field("info", description="debug, info, warning or error")
 
     @field_validator("cors_origins", "demo_symbols", mode="before")

@@ -26,7 +26,9 @@ class Metrics:
         self.published = Counter(
             "tickwire_events_published", "Events stamped by this node", ["type"], registry=self.registry
         )
-        self.replays = Counter("tickwire_replays", "Successful resumes from an event id", registry=self.registry)
+        self.replays = Counter(
+            "tickwire_replays", "Successful resumes from an event id", registry=self.registry
+        )
         self.resets = Counter(
             "tickwire_resets", "Resumes answered with stream:reset", ["reason"], registry=self.registry
         )
@@ -78,4 +80,6 @@ class _CoreCollector(Collector):
         for transport, stats in self.m.delivery.items():
             closes.add_metric([transport], stats.slow_closes)
         yield closes
-        yield GaugeMetricFamily("tickwire_outbox_bytes", "Bytes queued in outboxes", value=self.m.outbox_bytes())
+        yield GaugeMetricFamily(
+            "tickwire_outbox_bytes", "Bytes queued in outboxes", value=self.m.outbox_bytes()
+        )

@@ -51,7 +51,9 @@ def parse_item(item: Any, index: int | None) -> PublishRequest:
         raise PublishError("an event must be a JSON object with type, data and (for user events) user", index)
     unknown = sorted(set(item) - _ALLOWED_FIELDS)
     if unknown:
-        raise PublishError(f"unknown field(s) {', '.join(map(str, unknown))}: expected type, user, data", index)
+        raise PublishError(
+            f"unknown field(s) {', '.join(map(str, unknown))}: expected type, user, data", index
+        )
     type_ = item.get("type")
     if not isinstance(type_, str):
         raise PublishError("`type` must be a string", index)
@@ -64,7 +66,9 @@ def parse_item(item: Any, index: int | None) -> PublishRequest:
     user = item.get("user")
     if spec.scope == "user":
         if not isinstance(user, str) or not USER_PATTERN.match(user):
-            raise PublishError(f"{type_} is a user event: `user` must be a user id (1-128 of A-Z a-z 0-9 . _ @ : -)", index)
+            raise PublishError(
+                f"{type_} is a user event: `user` must be a user id (1-128 of A-Z a-z 0-9 . _ @ : -)", index
+            )
     elif user is not None:
         raise PublishError(f"{type_} is public: leave `user` out", index)
     for field in spec.required:
@@ -72,7 +76,9 @@ def parse_item(item: Any, index: int | None) -> PublishRequest:
         if isinstance(value, int) and not isinstance(value, bool):
             continue
         if not isinstance(value, str) or not value or len(value) > 128:
-            raise PublishError(f"{type_} needs data.{field} (a non-empty string of at most 128 characters)", index)
+            raise PublishError(
+                f"{type_} needs data.{field} (a non-empty string of at most 128 characters)", index
+            )
     for field in _NUMERIC.get(type_, ()):
         if field in data and data[field] is not None:
             _check_number(type_, field, data[field], index)

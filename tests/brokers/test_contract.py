@@ -162,7 +162,10 @@ def test_log_event_state_changes_are_replayed_not_sent_as_ticks(factory: BrokerF
             "position:update", {"symbol": "A", "quantity": 1}, "user:a", state=("positions", "A")
         )
         mark = Publication(
-            "position:update", {"symbol": "B", "quantity": 2, "currentPrice": 5}, "user:a", tick=True,
+            "position:update",
+            {"symbol": "B", "quantity": 2, "currentPrice": 5},
+            "user:a",
+            tick=True,
             state=("positions", "B"),
         )
         await broker.publish([pos_pub, mark], 2)
@@ -182,7 +185,11 @@ def test_state_merges_deltas_and_snapshots_it(factory: BrokerFactory) -> None:
         fill = {"orderId": "o1", "status": "filled", "filledQty": 5}
         stamped = await broker.publish([Publication("order:fill", fill, "user:a", state=("orders", "o1"))], 2)
         assert await broker.get_state("user:a", "orders", "o1") == {
-            "orderId": "o1", "symbol": "AAPL", "status": "filled", "qty": 5, "filledQty": 5,
+            "orderId": "o1",
+            "symbol": "AAPL",
+            "status": "filled",
+            "qty": 5,
+            "filledQty": 5,
         }
         snap = await broker.snapshot("user:a", ["orders", "positions"])
         assert not snap.empty

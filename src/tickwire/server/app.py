@@ -76,8 +76,10 @@ def create_app(
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        methods = "POST, OPTIONS" if request.url.path in POST_PATHS or request.url.path == f"{prefix}/test" else (
-            "GET, OPTIONS"
+        methods = (
+            "POST, OPTIONS"
+            if request.url.path in POST_PATHS or request.url.path == f"{prefix}/test"
+            else ("GET, OPTIONS")
         )
         message = {404: "Not found", 405: f"Method not allowed: use {methods.split(',')[0]}"}.get(
             exc.status_code, str(exc.detail)

@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tickwire.config import Settings
-from tickwire.core.streams import Principal, Stream, StreamError, resolve_stream
+from tickwire.core.streams import Principal, Stream, resolve_stream
+from tickwire.errors import StreamError
 from tickwire.node import MAX_POLL_LIMIT, MAX_POLL_WAIT_S, Node
 from tickwire.server.auth import principal_of
 from tickwire.server.http import cors_headers, error_response, json_response

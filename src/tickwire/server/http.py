@@ -56,16 +56,22 @@ def error_response(
 ) -> Response:
     settings: Settings = request.app.state.settings
     headers = cors_headers(settings, request.headers.get("origin"), methods)
-    headers[CORRELATION_HEADER] = request.state.correlation_id if hasattr(request.state, "correlation_id") else (
-        correlation_id(request.headers)
+    headers[CORRELATION_HEADER] = (
+        request.state.correlation_id
+        if hasattr(request.state, "correlation_id")
+        else (correlation_id(request.headers))
     )
     if extra:
         headers.update(extra)
     return Response(error_body(status, message), status, headers=headers, media_type="application/json")
 
 
-def json_response(request: Request, body: object, methods: str = "GET, OPTIONS", status: int = 200) -> Response:
+def json_response(
+    request: Request, body: object, methods: str = "GET, OPTIONS", status: int = 200
+) -> Response:
     settings: Settings = request.app.state.settings
     headers = cors_headers(settings, request.headers.get("origin"), methods)
-    headers[CORRELATION_HEADER] = getattr(request.state, "correlation_id", None) or correlation_id(request.headers)
+    headers[CORRELATION_HEADER] = getattr(request.state, "correlation_id", None) or correlation_id(
+        request.headers
+    )
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")

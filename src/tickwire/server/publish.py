@@ -61,7 +61,9 @@ async def _authorize(request: Request, check: str) -> Principal | Response:
     allowed = principal.can_publish if check == "publish" else principal.is_admin
     if not allowed:
         need = "the publisher or admin role" if check == "publish" else "the admin role"
-        return error_response(request, 403, f"Publishing needs {need}" if check == "publish" else f"This needs {need}", METHODS)
+        return error_response(
+            request, 403, f"Publishing needs {need}" if check == "publish" else f"This needs {need}", METHODS
+        )
     return principal
 
 
@@ -98,7 +100,9 @@ async def test_endpoint(request: Request) -> Response:
             return error_response(request, exc.status, exc.message, METHODS)
         if isinstance(body, dict) and body.get("message") is not None:
             if not isinstance(body["message"], str) or len(body["message"]) > 10_000:
-                return error_response(request, 400, "`message` must be a string of at most 10000 characters", METHODS)
+                return error_response(
+                    request, 400, "`message` must be a string of at most 10000 characters", METHODS
+                )
             message = body["message"]
         elif not isinstance(body, dict):
             return error_response(request, 400, 'Body must be a JSON object like {"message": "..."}', METHODS)

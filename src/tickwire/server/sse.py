@@ -82,11 +82,19 @@ class SSEResponse:
             idle_timeout_s=settings.idle_timeout_s,
         )
         gz = GzipStream() if self.gzip else None
-        extra = {"client_id": self.client_id, "correlation_id": self.correlation_id, "stream": self.stream.name}
+        extra = {
+            "client_id": self.client_id,
+            "correlation_id": self.correlation_id,
+            "stream": self.stream.name,
+        }
         await send({"type": "http.response.start", "status": 200, "headers": self._headers()})
         conn.send_control(
             "connected",
-            {"clientId": self.client_id, "stream": self.stream.name, "timestamp": iso_timestamp(node.clock.wall_ms())},
+            {
+                "clientId": self.client_id,
+                "stream": self.stream.name,
+                "timestamp": iso_timestamp(node.clock.wall_ms()),
+            },
         )
         node.register(conn)
         watcher = asyncio.create_task(_watch_disconnect(receive, conn))

@@ -12,7 +12,7 @@ class Waker:
     fires), so waking a writer costs a `set_result` and nothing else.
     """
 
-    __slots__ = ("_loop", "_fut", "_timer", "_timer_at")
+    __slots__ = ("_fut", "_loop", "_timer", "_timer_at")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
