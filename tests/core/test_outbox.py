@@ -103,3 +103,12 @@ def test_oldest_ms_is_the_first_event_of_the_batch() -> None:
     box.drain()
     box.put(b"c", ms=12)
     assert box.oldest_ms == 12
+
+
+def test_drain_frames_keeps_message_boundaries() -> None:
+    box = Outbox(1000, Recorder())
+    box.put(b"m1", key="k", tick=True)
+    box.put(b"m2")
+    box.put(b"m3", key="k", tick=True)
+    assert box.drain_frames() == [b"m2", b"m3"]
+    assert box.drain_frames() == []

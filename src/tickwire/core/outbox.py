@@ -131,16 +131,17 @@ class Outbox:
             self._notify()
 
     def drain(self) -> bytes:
-        """Everything queued, as one bytes object, in queue order."""
+        """Everything queued, as one bytes object, in queue order (stream transports)."""
+        return b"".join(self.drain_frames())
+
+    def drain_frames(self) -> list[bytes]:
+        """Everything queued, frame by frame (message transports such as WebSocket)."""
         if not self._entries:
-            return b""
-        if len(self._entries) == 1:
-            frames = [self._entries[0].frame] if self._entries[0].alive else []
-        else:
-            frames = [e.frame for e in self._entries if e.alive]
+            return []
+        frames = [e.frame for e in self._entries if e.alive]
         self.stats.delivered += self._events
         self._entries.clear()
         self._ticks.clear()
         self._bytes = 0
         self._events = 0
-        return b"".join(frames)
+        return frames
