@@ -48,6 +48,7 @@ def serve(config: str | None, **flags: Any) -> None:
 
     from tickwire.logs import configure_logging
     from tickwire.server.app import create_app
+    from tickwire.server.ws import PROTOCOL_MAX_SIZE, uvicorn_ws_protocol
 
     overrides = {k: v for k, v in flags.items() if v is not None}
     settings = _settings(config, overrides)
@@ -65,6 +66,10 @@ def serve(config: str | None, **flags: Any) -> None:
             port=settings.port,
             loop="uvloop",
             http="httptools",
+            ws=uvicorn_ws_protocol(),
+            ws_max_size=PROTOCOL_MAX_SIZE,
+            ws_ping_interval=None,  # the app sends its own ping frames (server/ws.py)
+            ws_per_message_deflate=True,
             lifespan="on",
             access_log=False,
             log_level="warning",
@@ -80,7 +85,7 @@ def _announce(settings: Settings) -> None:
     url = f"http://{host}:{settings.port}"
     click.echo(f"tickwire listening on {url} (broker: {settings.broker})", err=True)
     if settings.demo:
-        click.echo(f"demo: open {url}/ in a browser (demo users alice and bob)", err=True)
+        click.echo(f"demo: open {url}/?user=alice in a browser (demo users: alice, bob, admin)", err=True)
         if not os.environ.get("TICKWIRE_SECRET"):
             click.echo(f"demo: generated TICKWIRE_SECRET={settings.secret}", err=True)
 

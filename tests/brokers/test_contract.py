@@ -4,7 +4,7 @@ unchanged. It speaks only the `Broker` interface."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -39,8 +39,8 @@ def memory_factory() -> Broker:
 
 
 @pytest.fixture(params=["memory"])
-def factory(request: pytest.FixtureRequest) -> Iterator[BrokerFactory]:
-    yield {"memory": memory_factory}[request.param]
+def factory(request: pytest.FixtureRequest) -> BrokerFactory:
+    return {"memory": memory_factory}[request.param]
 
 
 def run(factory: BrokerFactory, body: Callable[[Broker, Sink], Awaitable[T]]) -> T:

@@ -112,3 +112,14 @@ def test_drain_frames_keeps_message_boundaries() -> None:
     box.put(b"m3", key="k", tick=True)
     assert box.drain_frames() == [b"m2", b"m3"]
     assert box.drain_frames() == []
+
+
+def test_replayed_bytes_do_not_count_against_the_bound_until_drained() -> None:
+    box = Outbox(100, Recorder())
+    for _ in range(10):
+        assert box.put(b"r" * 50, replay=True)
+    assert box.put(b"live" * 10)  # 540 bytes queued, 500 of them replay: fine
+    assert box.closed is None
+    box.drain()
+    box.put(b"x" * 60)
+    assert box.put(b"y" * 60) is False  # the allowance ended with the drain

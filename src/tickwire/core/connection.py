@@ -89,9 +89,9 @@ class Connection:
     def closing(self) -> bool:
         return self.outbox.closed is not None
 
-    def send_event(self, event: Event, frame: bytes) -> None:
+    def send_event(self, event: Event, frame: bytes, *, replay: bool = False) -> None:
         """Queue the (shared) frame of a stamped event."""
-        self.outbox.put(frame, key=event.key, tick=event.tick, ms=event.ms)
+        self.outbox.put(frame, key=event.key, tick=event.tick, ms=event.ms, replay=replay)
         self.last_activity = self.clock.monotonic()
 
     def send_control(self, type_: str, data: dict[str, Any], stream: str | None = None) -> None:

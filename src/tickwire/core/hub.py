@@ -46,14 +46,14 @@ class Subscription:
         if self.holding:
             self.held.append(event)
             return
-        self.deliver_now(event)
-
-    def deliver_now(self, event: Event) -> None:
-        """Queue an event regardless of holding (the snapshot or replay itself)."""
-        frame = event._wire.get(self.fmt)
+        frame = event._wire.get(self.fmt)  # hot path: skip the method call when cached
         if frame is None:
             frame = event.wire(self.fmt, self.encode)
         self.conn.send_event(event, frame)
+
+    def replay(self, event: Event) -> None:
+        """Queue a snapshot or replayed event ahead of live ones (bounded by history)."""
+        self.conn.send_event(event, event.wire(self.fmt, self.encode), replay=True)
 
     def go_live(self, after: Position | None) -> None:
         """Deliver held events later than `after` (all of them when None), then go live."""

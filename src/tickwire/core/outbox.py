@@ -7,7 +7,10 @@ Rules, in the order they apply:
    with it the order of ids) stays the order of positions.
 2. A log event with a key also supersedes the unsent tick of that key (it carries
    the newer value).
-3. When queued bytes pass `limit_bytes`, every unsent tick is dropped (the client
+3. A replay or snapshot (`replay=True`) is bounded by the history it comes from,
+   not by the outbox: its bytes raise the bound until they are drained, so a client
+   resuming a long history is not mistaken for a slow one.
+4. When queued bytes pass the bound, every unsent tick is dropped (the client
    can always get current values again); if that is not enough the outbox closes
    with `SLOW_CONSUMER` and the transport closes the connection. Log events are
    never dropped: the client resumes them from history.
@@ -57,9 +60,13 @@ class Outbox:
         self._entries: deque[_Entry] = deque()
         self._ticks: dict[str, _Entry] = {}
         self._bytes = 0
+        self._replay_bytes = 0
         self._events = 0
         self.stats = stats if stats is not None else DeliveryStats()
         self.closed: str | None = None
+        # Called when the outbox gives up on its client (slow consumer): the transport
+        # must stop waiting on a socket that does not drain.
+        self.on_abort: Callable[[], None] | None = None
         # Publish time (unix ms) of the oldest event in the pending batch: the
         # transport observes delivery latency once per write, not once per event.
         self.oldest_ms = 0
@@ -79,6 +86,7 @@ class Outbox:
         tick: bool = False,
         event: bool = True,
         ms: int = 0,
+        replay: bool = False,
     ) -> bool:
         """Queue a frame; False when the outbox is closed (the frame is discarded)."""
         if self.closed is not None:
@@ -100,7 +108,9 @@ class Outbox:
         self._bytes += len(frame)
         if event:
             self._events += 1
-        if self._bytes > self.limit_bytes:
+        if replay:
+            self._replay_bytes += len(frame)
+        if self._bytes > self.limit_bytes + self._replay_bytes:
             self._shed()
             if self.closed is not None:
                 return False
@@ -115,7 +125,7 @@ class Outbox:
             self._events -= 1
             self.stats.dropped_slow += 1
         self._ticks.clear()
-        if self._bytes > self.limit_bytes:
+        if self._bytes > self.limit_bytes + self._replay_bytes:
             self.close(SLOW_CONSUMER, discard=True)
             self.stats.slow_closes += 1
 
@@ -129,6 +139,8 @@ class Outbox:
                 self._bytes = 0
                 self._events = 0
             self._notify()
+            if discard and self.on_abort is not None:
+                self.on_abort()
 
     def drain(self) -> bytes:
         """Everything queued, as one bytes object, in queue order (stream transports)."""
@@ -143,5 +155,6 @@ class Outbox:
         self._entries.clear()
         self._ticks.clear()
         self._bytes = 0
+        self._replay_bytes = 0
         self._events = 0
         return frames

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tickwire.config import Settings, load_settings
@@ -27,8 +27,9 @@ from tickwire.server.http import CORRELATION_HEADER, correlation_id, cors_header
 from tickwire.server.ops import healthz, metrics_json, metrics_prometheus, readyz
 from tickwire.server.publish import publish_endpoint, test_endpoint
 from tickwire.server.streaming import ClientIds
+from tickwire.server.ws import WebSocketEndpoint
 
-POST_PATHS = ("/api/publish",)
+_METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def create_app(
@@ -43,13 +44,14 @@ def create_app(
     settings = settings or (node.settings if node is not None else load_settings())
     node = node or Node(settings)
     prefix = settings.prefix
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_prometheus, methods=["GET"]),
         Route("/api/publish", publish_endpoint, methods=["POST"]),
         Route(f"{prefix}/metrics", metrics_json, methods=["GET"]),
         Route(f"{prefix}/test", test_endpoint, methods=["POST"]),
+        WebSocketRoute(f"{prefix}/ws", WebSocketEndpoint(node)),
         Route(prefix + "/{stream:path}/events", poll_endpoint, methods=["GET"]),
         Route(prefix + "/{stream:path}", sse_endpoint, methods=["GET"]),
         *(extra_routes or []),
@@ -74,17 +76,23 @@ def create_app(
         finally:
             await node.stop()
 
+    def methods_for(path: str) -> str:
+        """The methods of the first route matching `path` (routes are most specific first)."""
+        for route in app.router.routes:
+            if isinstance(route, Route) and route.path_regex.match(path) and route.methods:
+                names = [m for m in _METHOD_ORDER if m in route.methods and m != "HEAD"]
+                return ", ".join([*names, "OPTIONS"])
+        return "GET, OPTIONS"
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        methods = (
-            "POST, OPTIONS"
-            if request.url.path in POST_PATHS or request.url.path == f"{prefix}/test"
-            else ("GET, OPTIONS")
-        )
-        message = {404: "Not found", 405: f"Method not allowed: use {methods.split(',')[0]}"}.get(
+        methods = methods_for(request.url.path)
+        extra = {"Allow": methods} if exc.status_code == 405 else None
+        allowed = methods.removesuffix(", OPTIONS")
+        message = {404: "Not found", 405: f"Method not allowed: use {allowed}"}.get(
             exc.status_code, str(exc.detail)
         )
-        return error_response(request, exc.status_code, message, methods)
+        return error_response(request, exc.status_code, message, methods, extra=extra)
 
     async def server_error(request: Request, exc: Exception) -> Response:
         return error_response(request, 500, "Internal error; the request was not completed")
@@ -99,16 +107,17 @@ def create_app(
     app.state.authenticate = authenticate or jwt_authenticator(settings.secret)
     app.state.client_ids = ClientIds()
     app.state.ensure_started = ensure_started
-    app.add_middleware(_CorsAndCorrelation, settings=settings)
+    app.add_middleware(_CorsAndCorrelation, settings=settings, methods_for=methods_for)
     return app
 
 
 class _CorsAndCorrelation:
     """Answers CORS preflights and gives every request a correlation id."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, methods_for: Callable[[str], str]) -> None:
         self.app = app
         self.settings = settings
+        self.methods_for = methods_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,9 +127,7 @@ class _CorsAndCorrelation:
         cid = correlation_id(headers)
         scope.setdefault("state", {})["correlation_id"] = cid
         if scope["method"] == "OPTIONS":
-            path: str = scope["path"]
-            methods = "POST, OPTIONS" if path.endswith(("/publish", "/test")) else "GET, OPTIONS"
-            out = cors_headers(self.settings, headers.get("origin"), methods)
+            out = cors_headers(self.settings, headers.get("origin"), self.methods_for(scope["path"]))
             out[CORRELATION_HEADER] = cid
             response = Response(b"", 200, headers=out)
             await response(scope, receive, send)

@@ -81,8 +81,23 @@ def _is_zero(q: str) -> bool:
         return False
 
 
+# Paths under the prefix that are not streams but other endpoints' (other methods).
+POST_ONLY = frozenset({"test"})
+
+
+def wrong_method(request: Request, path: str) -> Response | None:
+    if path.strip("/") in POST_ONLY:
+        return error_response(
+            request, 405, "Method not allowed: use POST", "POST, OPTIONS", extra={"Allow": "POST, OPTIONS"}
+        )
+    return None
+
+
 async def sse_endpoint(request: Request) -> Response | SSEResponse:
     path = request.path_params["stream"]
+    refused = wrong_method(request, path)
+    if refused is not None:
+        return refused
     try:
         node, stream, principal = await open_stream(request, path)
     except Refused as exc:

@@ -43,8 +43,16 @@ def cors_headers(settings: Settings, origin: str | None, methods: str) -> dict[s
     return headers
 
 
+# RFC 9110 reason phrases where Python's table still has the older ones.
+_PHRASES = {413: "Payload Too Large", 414: "URI Too Long"}
+
+
+def reason_phrase(status: int) -> str:
+    return _PHRASES.get(status) or HTTPStatus(status).phrase
+
+
 def error_body(status: int, message: str) -> bytes:
-    return orjson.dumps({"error": HTTPStatus(status).phrase, "message": message, "statusCode": status})
+    return orjson.dumps({"error": reason_phrase(status), "message": message, "statusCode": status})
 
 
 def error_response(

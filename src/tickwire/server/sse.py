@@ -15,6 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from tickwire.core.connection import Connection
 from tickwire.core.event import iso_timestamp
+from tickwire.core.outbox import SLOW_CONSUMER
 from tickwire.core.streams import Stream
 from tickwire.node import Node
 from tickwire.server.http import CORRELATION_HEADER
@@ -82,6 +83,7 @@ class SSEResponse:
             idle_timeout_s=settings.idle_timeout_s,
         )
         gz = GzipStream() if self.gzip else None
+        aborted = False
         extra = {
             "client_id": self.client_id,
             "correlation_id": self.correlation_id,
@@ -97,6 +99,13 @@ class SSEResponse:
             },
         )
         node.register(conn)
+        writer = asyncio.current_task()
+        assert writer is not None
+
+        def abort() -> None:  # a socket that never drains must not pin the writer
+            writer.cancel()
+
+        conn.outbox.on_abort = abort
         watcher = asyncio.create_task(_watch_disconnect(receive, conn))
         log.info("sse connected", extra={**extra, "user": self.user, "resume": self.last_event_id})
         try:
@@ -106,13 +115,19 @@ class SSEResponse:
             await self._pump(conn, waker, send, gz)
         except OSError:
             conn.close("client_gone")
+        except asyncio.CancelledError:
+            if conn.outbox.closed != SLOW_CONSUMER:
+                raise
+            aborted = True
         finally:
             waker.close()
             node.unregister(conn)
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            log.info("sse closed", extra={**extra, "reason": conn.close_reason})
+            log.info("sse closed", extra={**extra, "reason": conn.outbox.closed})
+        if aborted:
+            return  # the response is abandoned: the server drops the connection
         with contextlib.suppress(OSError):
             await send({"type": "http.response.body", "body": gz.finish() if gz else b"", "more_body": False})
 
