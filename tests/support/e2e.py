@@ -81,6 +81,41 @@ def price(symbol: str, value: float) -> dict[str, Any]:
 # -- HTTP -------------------------------------------------------------------------------------------
 
 
+class _Http:
+    """httpx's one-shot functions without building a TLS context per call (~50 ms each):
+    these tests only speak plain http."""
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """The response, its body read unless it is an event stream (which would never end:
+        a test expecting an error must fail, not hang, when it gets a stream)."""
+        kwargs.setdefault("timeout", 10)
+        with httpx.stream(method, url, verify=False, **kwargs) as response:
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                response.read()
+        return response
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def options(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("OPTIONS", url, **kwargs)
+
+
+http = _Http()
+
+
+def publish(server: ServerProcess, *items: dict[str, Any]) -> list[str]:
+    """Publish as a publisher; the ids (like ServerProcess.publish, without its per-call TLS setup)."""
+    body: object = list(items) if len(items) != 1 else items[0]
+    response = post_publish(server, body)
+    assert response.status_code == 200, response.text
+    ids: list[str] = response.json()["ids"]
+    return ids
+
+
 def auth(token: str | None, headers: dict[str, str] | None = None) -> dict[str, str]:
     out = dict(headers or {})
     if token:
@@ -98,7 +133,7 @@ def get(
     timeout: float = 10,
 ) -> httpx.Response:
     """A plain (non-streaming) GET; never use it on an SSE path that answers 200."""
-    return httpx.get(server.url + path, params=params, headers=auth(token, headers), timeout=timeout)
+    return http.get(server.url + path, params=params, headers=auth(token, headers), timeout=timeout)
 
 
 def poll(
@@ -128,12 +163,19 @@ def post_publish(
         token = server.token("test-publisher", "publisher")
     hdrs = auth(token, {"Content-Type": "application/json", **(headers or {})})
     content = raw if raw is not None else orjson.dumps(body)
-    return httpx.post(server.url + "/api/publish", content=content, headers=hdrs, timeout=15)
+    return http.post(server.url + "/api/publish", content=content, headers=hdrs, timeout=15)
+
+
+def _text(response: httpx.Response) -> str:
+    try:
+        return response.text[:500]
+    except httpx.ResponseNotRead:
+        return f"(unread {response.headers.get('content-type')} body)"
 
 
 def assert_error(response: httpx.Response, status: int, message: str | None = None) -> dict[str, Any]:
     """The SPEC 5 error shape: {"error": reason, "message": ..., "statusCode": N}, with a correlation id."""
-    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.status_code == status, (response.status_code, _text(response))
     assert response.headers.get("content-type", "").startswith("application/json"), response.headers
     body = response.json()
     assert set(body) == {"error", "message", "statusCode"}, body
@@ -199,22 +241,26 @@ def open_stream(
     return stream
 
 
-def read_until_type(
-    stream: SSEClient, event_type: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
-) -> SSEEvent:
-    """Read until an event of `event_type` whose data satisfies `predicate` arrives."""
+def read_until_match(stream: SSEClient, predicate: Callable[[SSEEvent], bool], timeout: float = 5.0) -> SSEEvent:
+    """Read until an event satisfying `predicate` arrives; fail with what came instead."""
     deadline = time.monotonic() + timeout
     seen = 0
     while True:
         for event in stream.events[seen:]:
-            if event.event == event_type and predicate(event.json()):
+            if predicate(event):
                 return event
         seen = len(stream.events)
         remaining = deadline - time.monotonic()
         if remaining <= 0 or stream.closed:
             got = [(e.event, e.data[:120]) for e in stream.events]
-            raise AssertionError(f"no matching {event_type} (closed={stream.closed}); got {got}")
+            raise AssertionError(f"no matching event (closed={stream.closed}); got {got}")
         stream.read_until(seen + 1, min(remaining, 0.5))
+
+
+def read_until_type(stream: SSEClient, event_type: str, predicate: Callable[[dict[str, Any]], bool],
+                    timeout: float = 5.0) -> SSEEvent:
+    """Read until an event of `event_type` whose data satisfies `predicate` arrives."""
+    return read_until_match(stream, lambda e: e.event == event_type and predicate(e.json()), timeout)
 
 
 def events_after_connected(stream: SSEClient, skip: int = 1) -> list[SSEEvent]:
