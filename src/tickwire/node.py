@@ -270,7 +270,7 @@ class Node:
             return False
         self.metrics.replays.inc()
         for event in self._replay_events(stream, history):
-            sub.deliver_now(event)
+            sub.replay(event)
         sub.go_live(history.end)
         return True
 
@@ -282,7 +282,7 @@ class Node:
     async def _start_fresh(self, sub: Subscription) -> None:
         events, end = await self._fresh_events(sub.stream)
         for event in events:
-            sub.deliver_now(event)
+            sub.replay(event)
         sub.go_live(end)
 
     async def _fresh_events(self, stream: Stream) -> tuple[list[Event], Position]:

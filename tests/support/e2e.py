@@ -35,6 +35,7 @@ REASONS = {
     429: "Too Many Requests",
 }
 
+
 def uid(prefix: str = "u") -> str:
     """A user / strategy / symbol name no other test uses (the server is shared)."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
@@ -241,7 +242,9 @@ def open_stream(
     return stream
 
 
-def read_until_match(stream: SSEClient, predicate: Callable[[SSEEvent], bool], timeout: float = 5.0) -> SSEEvent:
+def read_until_match(
+    stream: SSEClient, predicate: Callable[[SSEEvent], bool], timeout: float = 5.0
+) -> SSEEvent:
     """Read until an event satisfying `predicate` arrives; fail with what came instead."""
     deadline = time.monotonic() + timeout
     seen = 0
@@ -257,15 +260,11 @@ def read_until_match(stream: SSEClient, predicate: Callable[[SSEEvent], bool], t
         stream.read_until(seen + 1, min(remaining, 0.5))
 
 
-def read_until_type(stream: SSEClient, event_type: str, predicate: Callable[[dict[str, Any]], bool],
-                    timeout: float = 5.0) -> SSEEvent:
+def read_until_type(
+    stream: SSEClient, event_type: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+) -> SSEEvent:
     """Read until an event of `event_type` whose data satisfies `predicate` arrives."""
     return read_until_match(stream, lambda e: e.event == event_type and predicate(e.json()), timeout)
-
-
-def events_after_connected(stream: SSEClient, skip: int = 1) -> list[SSEEvent]:
-    """The events after the first `skip` ones (connected, snapshot...)."""
-    return stream.events[skip:]
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 5.0, interval: float = 0.05) -> bool:

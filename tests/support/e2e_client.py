@@ -1,9 +1,8 @@
-"""An SSE client over a raw socket that survives read timeouts.
+"""An SSE client over a raw socket, for end-to-end tests.
 
-`support.sse_client.SSEStream` reads through `http.client`, whose socket file refuses
-every read after the first timeout ("cannot read from timed out object"), so a quiet
-second marks its stream closed. This client owns the socket: it waits with `select`,
-decodes chunked transfer coding and gzip itself, and feeds the SPEC parser.
+It owns the socket (http.client's socket file refuses to read again after a timeout):
+it waits with `select`, decodes chunked transfer coding and gzip itself, and feeds the
+tickwire SSE parser, so a quiet period never ends a stream.
 """
 
 from __future__ import annotations
@@ -57,7 +56,7 @@ class _Chunked:
 
 
 class SSEClient:
-    """GET a stream and read its events with timeouts; same reading API as SSEStream."""
+    """GET a stream and read its events with timeouts (never hangs a test)."""
 
     def __init__(
         self,

@@ -150,8 +150,7 @@ function renderStreams() {
   }
   const transport = client.transports.find((t) => t.name === client.transport);
   $("#stream-note").textContent =
-    `${client.openCount} of ${transport.maxStreams} open. ${transport.label} uses one HTTP/1.1 connection per stream and ` +
-    "browsers allow 6 per site, so one stays free for orders.";
+    `${client.openCount} of ${transport.maxStreams} open. ${transport.note}`;
 }
 
 // -- events ----------------------------------------------------------------------------------------
@@ -491,7 +490,6 @@ function setup() {
   $("#clear").addEventListener("click", () => $("#log").replaceChildren());
   const transport = $("#transport");
   for (const t of client.transports) transport.append(el("option", { value: t.name, text: t.label }));
-  transport.append(el("option", { value: "ws", disabled: "", text: "WebSocket (soon)" }));
   transport.addEventListener("change", () => client.setTransport(transport.value));
 }
 

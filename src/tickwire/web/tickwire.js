@@ -1,10 +1,9 @@
 // tickwire browser client: the one place that knows how streams travel.
 //
 // The page asks a StreamClient to open or close named streams and receives every
-// event through one callback, whatever the transport. Today the transport is
-// Server-Sent Events (EventSource: the browser resumes with Last-Event-ID by itself
-// and sends the session cookie, same origin). A WebSocket transport only has to
-// implement the same small interface (see sseTransport) and be added to TRANSPORTS.
+// event through one callback, whatever the transport: Server-Sent Events (EventSource:
+// the browser resumes with Last-Event-ID by itself and sends the session cookie, same
+// origin), or one multiplexed WebSocket (wsTransport) that resumes every stream itself.
 
 /** Every event type the server sends (EventSource only reports types it listens to). */
 export const EVENT_TYPES = [
@@ -70,12 +69,153 @@ function sseTransport(url, { onState, onEvent }) {
 }
 
 /**
+ * WebSocket transport: every stream of the page shares one socket (`{base}/ws`,
+ * subprotocol tickwire.json, the session cookie authenticates it). The socket opens with
+ * the first stream and closes with the last; after a drop it reconnects with backoff and
+ * jitter and resubscribes every stream from its last event id (SPEC section 6).
+ */
+class WebSocketMux {
+  constructor(base) {
+    this.base = base;
+    this.subs = new Map(); // stream path -> { stream, symbols, userId, lastId, onState, onEvent }
+    this.socket = null;
+    this.timer = null;
+    this.attempt = 0;
+    this.rid = 0;
+  }
+
+  add(sub) {
+    this.subs.set(sub.stream, sub);
+    sub.onState("connecting");
+    if (this.socket?.readyState === WebSocket.OPEN) this.subscribe([sub]);
+    else this.connect();
+  }
+
+  remove(sub) {
+    if (this.subs.get(sub.stream) !== sub) return;
+    this.subs.delete(sub.stream);
+    if (this.socket?.readyState === WebSocket.OPEN) this.send({ type: "unsubscribe", streams: [sub.stream] });
+    if (this.subs.size === 0) this.stop();
+  }
+
+  connect() {
+    if (this.socket || this.timer) return;
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}${this.base}/ws`, "tickwire.json");
+    this.socket = socket;
+    socket.onopen = () => {
+      this.attempt = 0;
+      this.subscribe([...this.subs.values()]);
+    };
+    socket.onmessage = (message) => {
+      try {
+        this.receive(JSON.parse(message.data));
+      } catch (err) {
+        console.error("tickwire: bad WebSocket message", err);
+      }
+    };
+    socket.onclose = (event) => this.closed(socket, event);
+  }
+
+  send(message) {
+    this.socket.send(JSON.stringify(message));
+  }
+
+  subscribe(subs) {
+    if (subs.length === 0) return;
+    const streams = subs.map((s) => {
+      const item = { stream: s.stream };
+      if (s.lastId) item.lastEventId = s.lastId;
+      if (s.symbols) item.symbols = s.symbols;
+      if (s.userId) item.userId = s.userId;
+      return item;
+    });
+    this.send({ type: "subscribe", rid: String(++this.rid), streams });
+  }
+
+  receive(message) {
+    const sub = message.stream ? this.subs.get(message.stream) : null;
+    if (message.type === "event") {
+      // Without a stream the event is about the connection (connection:limit, test): every stream sees it.
+      for (const target of sub ? [sub] : message.stream ? [] : [...this.subs.values()]) {
+        if (message.id) target.lastId = message.id;
+        target.onEvent(message.event, message.id || null, message.data);
+      }
+    } else if (message.type === "subscribed") {
+      for (const { stream, recovered } of message.streams) {
+        this.subs.get(stream)?.onState("live", recovered ? "" : "history was lost: fresh snapshot");
+      }
+    } else if (message.type === "error" && sub) {
+      this.subs.delete(sub.stream);
+      sub.onState("failed", `${message.code}: ${message.message}`);
+    }
+  }
+
+  closed(socket, event) {
+    if (socket !== this.socket) return;
+    this.socket = null;
+    const final = {
+      1008: `refused by the server: ${event.reason}`,
+      4001: "unauthorized: log in again",
+      4029: "closed by the per-user connection limit",
+    }[event.code];
+    if (final || this.subs.size === 0) {
+      const subs = [...this.subs.values()];
+      this.subs.clear();
+      for (const sub of subs) sub.onState(event.code === 4029 ? "closed" : "failed", final || "");
+      return;
+    }
+    for (const sub of this.subs.values()) sub.onState("reconnecting", `closed (${event.code}): resuming from the last event ids`);
+    const delay = Math.min(30000, 500 * 2 ** this.attempt++) * (0.5 + Math.random() / 2);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.subs.size) this.connect();
+    }, delay);
+  }
+
+  stop() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close(1000);
+  }
+}
+
+const muxes = new Map(); // base -> WebSocketMux
+
+function wsTransport(url, { onState, onEvent, base, path, params }) {
+  if (!muxes.has(base)) muxes.set(base, new WebSocketMux(base));
+  const mux = muxes.get(base);
+  const sub = { stream: path, lastId: null, onState, onEvent };
+  if (params.symbols) sub.symbols = String(params.symbols).split(",");
+  if (params.userId) sub.userId = params.userId;
+  mux.add(sub);
+  return {
+    close() {
+      mux.remove(sub);
+    },
+  };
+}
+
+/**
  * Transports by name. `maxStreams` is how many streams may be open at once: SSE needs one
  * HTTP/1.1 connection per stream and browsers allow 6 per site (shared by every tab), so the
  * client keeps one free for ordinary requests. A multiplexing transport has no such limit.
  */
 const TRANSPORTS = {
-  sse: { connect: sseTransport, maxStreams: 5, label: "SSE" },
+  sse: {
+    connect: sseTransport,
+    maxStreams: 5,
+    label: "SSE",
+    note: "SSE uses one HTTP/1.1 connection per stream and browsers allow 6 per site, so one stays free for orders.",
+  },
+  ws: {
+    connect: wsTransport,
+    maxStreams: 100,
+    label: "WebSocket",
+    note: "WebSocket carries every stream on one connection (at most 100 streams).",
+  },
 };
 
 export class StreamClient {
@@ -95,7 +235,7 @@ export class StreamClient {
   }
 
   get transports() {
-    return Object.entries(TRANSPORTS).map(([name, t]) => ({ name, label: t.label, maxStreams: t.maxStreams }));
+    return Object.entries(TRANSPORTS).map(([name, t]) => ({ name, label: t.label, maxStreams: t.maxStreams, note: t.note }));
   }
 
   get openCount() {
@@ -132,6 +272,9 @@ export class StreamClient {
       return false;
     }
     entry.handle = transport.connect(url, {
+      base: this.base,
+      path,
+      params,
       onState: (state, detail = "") => {
         if (!entry.handle && state !== "connecting") return; // a late callback of a closed stream
         entry.state = state;

@@ -1,0 +1,159 @@
+"""WebSocket codecs: one message model, two encodings, chosen by subprotocol.
+
+- `tickwire.json` (the default): JSON in text frames, via orjson.
+- `tickwire.msgpack`: the same objects in MessagePack, in binary frames.
+
+Both implement the core's `FrameCodec`. An event's frame for one stream is built once
+per (codec, stream name) and cached on the event by `Subscription`, so every subscriber
+writes the same bytes. The frame is assembled from bytes the event already holds: the
+JSON codec concatenates around `event.json` (the payload encoded once for every
+transport); the MessagePack codec packs the payload once per event and concatenates a
+map header and the envelope fields around it (MessagePack maps are a header followed by
+their keys and values, so the result is exactly `packb(message)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import msgpack
+import orjson
+
+from tickwire.core.event import Event
+from tickwire.wire.ws import event_message
+
+JSON_SUBPROTOCOL = "tickwire.json"
+MSGPACK_SUBPROTOCOL = "tickwire.msgpack"
+
+
+class DecodeError(ValueError):
+    """A frame that is not one valid message in the connection's encoding."""
+
+
+class WSCodec(Protocol):
+    """A `FrameCodec` that also encodes replies and decodes client messages."""
+
+    name: str
+    subprotocol: str
+    binary: bool  # binary frames (True) or text frames (False)
+
+    def cache_key(self, stream: str) -> str: ...
+
+    def event_frame(self, event: Event, stream: str) -> bytes: ...
+
+    def control_frame(self, type_: str, data: dict[str, Any], stream: str | None) -> bytes: ...
+
+    def keepalive_frame(self) -> bytes | None: ...
+
+    def encode(self, message: Mapping[str, Any]) -> bytes: ...
+
+    def decode(self, frame: bytes | str) -> Any: ...
+
+
+class JSONCodec:
+    name = "ws-json"
+    subprotocol = JSON_SUBPROTOCOL
+    binary = False
+
+    def cache_key(self, stream: str) -> str:
+        return "wsj:" + stream
+
+    def event_frame(self, event: Event, stream: str) -> bytes:
+        head = b'{"type":"event","stream":' + orjson.dumps(stream) + b',"event":' + orjson.dumps(event.type)
+        if event.id is not None:
+            head += b',"id":' + orjson.dumps(event.id)
+        return head + b',"data":' + event.json + b"}"
+
+    def control_frame(self, type_: str, data: dict[str, Any], stream: str | None) -> bytes:
+        return orjson.dumps(event_message(stream, type_, None, data))
+
+    def keepalive_frame(self) -> bytes | None:
+        return None  # WebSocket ping frames keep the connection alive
+
+    def encode(self, message: Mapping[str, Any]) -> bytes:
+        return orjson.dumps(message)
+
+    def decode(self, frame: bytes | str) -> Any:
+        try:
+            return orjson.loads(frame)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"not valid JSON: {exc}") from None
+
+
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_KEY_TYPE_EVENT = _packb("type") + _packb("event")
+_KEY_STREAM = _packb("stream")
+_KEY_EVENT = _packb("event")
+_KEY_ID = _packb("id")
+_KEY_DATA = _packb("data")
+_DATA_FORMAT = "msgpack"
+
+
+def _pack_data(event: Event) -> bytes:
+    return bytes(_packb(event.data))
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise DecodeError(f"MessagePack extension type {code} is not part of the protocol")
+
+
+class MsgpackCodec:
+    name = "ws-msgpack"
+    subprotocol = MSGPACK_SUBPROTOCOL
+    binary = True
+
+    def cache_key(self, stream: str) -> str:
+        return "wsm:" + stream
+
+    def event_frame(self, event: Event, stream: str) -> bytes:
+        data = event.wire(_DATA_FORMAT, _pack_data)  # the payload, packed once per event
+        has_id = event.id is not None
+        out = bytearray(b"\x85" if has_id else b"\x84")  # fixmap of 5 or 4 entries
+        out += _KEY_TYPE_EVENT
+        out += _KEY_STREAM
+        out += _packb(stream)
+        out += _KEY_EVENT
+        out += _packb(event.type)
+        if event.id is not None:
+            out += _KEY_ID
+            out += _packb(event.id)
+        out += _KEY_DATA
+        out += data
+        return bytes(out)
+
+    def control_frame(self, type_: str, data: dict[str, Any], stream: str | None) -> bytes:
+        return self.encode(event_message(stream, type_, None, data))
+
+    def keepalive_frame(self) -> bytes | None:
+        return None
+
+    def encode(self, message: Mapping[str, Any]) -> bytes:
+        return bytes(_packb(message))
+
+    def decode(self, frame: bytes | str) -> Any:
+        if isinstance(frame, str):
+            raise DecodeError("tickwire.msgpack takes binary frames")
+        try:
+            return msgpack.unpackb(frame, raw=False, strict_map_key=True, ext_hook=_reject_ext)
+        except DecodeError:
+            raise
+        except Exception as exc:  # FormatError, StackError, ExtraData, UnicodeDecodeError, ...
+            raise DecodeError(f"not valid MessagePack: {type(exc).__name__} {exc}".strip()) from None
+
+
+JSON_CODEC = JSONCodec()
+MSGPACK_CODEC = MsgpackCodec()
+CODECS: dict[str, WSCodec] = {c.subprotocol: c for c in (JSON_CODEC, MSGPACK_CODEC)}
+
+
+def choose_codec(offered: list[str]) -> WSCodec | None:
+    """The codec of the first offered subprotocol we speak; JSON when none was offered;
+    None when subprotocols were offered and none is ours."""
+    if not offered:
+        return JSON_CODEC
+    for name in offered:
+        codec = CODECS.get(name)
+        if codec is not None:
+            return codec
+    return None
