@@ -123,3 +123,15 @@ def test_replayed_bytes_do_not_count_against_the_bound_until_drained() -> None:
     box.drain()
     box.put(b"x" * 60)
     assert box.put(b"y" * 60) is False  # the allowance ended with the drain
+
+
+def test_with_conflation_off_every_tick_is_kept_but_still_shed_first() -> None:
+    box = Outbox(100, Recorder(), conflate=False)
+    box.put(b"[A1]", key="A", tick=True)
+    box.put(b"[A2]", key="A", tick=True)
+    assert box.drain() == b"[A1][A2]"
+    for _ in range(5):
+        box.put(b"t" * 15, key="A", tick=True)
+    box.put(b"L" * 40)
+    assert box.closed is None
+    assert box.drain() == b"L" * 40

@@ -66,6 +66,7 @@ class Connection:
         correlation_id: str = "",
         keepalive_s: float = 30.0,
         idle_timeout_s: float = 300.0,
+        conflate: bool = True,
     ) -> None:
         self.serial = next(_serial)
         self.client_id = client_id
@@ -77,7 +78,7 @@ class Connection:
         self.correlation_id = correlation_id
         self.keepalive_s = keepalive_s
         self.idle_timeout_s = idle_timeout_s
-        self.outbox = Outbox(outbox_limit, notify, stats)
+        self.outbox = Outbox(outbox_limit, notify, stats, conflate=conflate)
         self.subscriptions: dict[str, Subscription] = {}
         now = clock.monotonic()
         self.opened_at = now

@@ -40,11 +40,11 @@ class DeliveryStats:
 
 
 class _Entry:
-    __slots__ = ("alive", "frame", "key")
+    __slots__ = ("alive", "frame", "tick")
 
-    def __init__(self, frame: bytes, key: str | None) -> None:
+    def __init__(self, frame: bytes, tick: bool) -> None:
         self.frame = frame
-        self.key = key
+        self.tick = tick
         self.alive = True
 
 
@@ -54,8 +54,13 @@ class Outbox:
         limit_bytes: int,
         notify: Callable[[], None],
         stats: DeliveryStats | None = None,
+        *,
+        conflate: bool = True,
     ) -> None:
         self.limit_bytes = limit_bytes
+        # Off when the operator turned conflation off (TICKWIRE_THROTTLE_MS=0): every
+        # tick is then delivered unless the slow-consumer policy has to drop it.
+        self.conflate = conflate
         self._notify = notify
         self._entries: deque[_Entry] = deque()
         self._ticks: dict[str, _Entry] = {}
@@ -91,15 +96,15 @@ class Outbox:
         """Queue a frame; False when the outbox is closed (the frame is discarded)."""
         if self.closed is not None:
             return False
-        if key is not None:
+        if key is not None and self.conflate:
             old = self._ticks.pop(key, None)
             if old is not None:
                 old.alive = False
                 self._bytes -= len(old.frame)
                 self._events -= 1
                 self.stats.conflated += 1
-        entry = _Entry(frame, key if tick else None)
-        if tick and key is not None:
+        entry = _Entry(frame, tick)
+        if tick and key is not None and self.conflate:
             self._ticks[key] = entry
         was_empty = self._bytes == 0
         if was_empty:
@@ -119,11 +124,12 @@ class Outbox:
         return True
 
     def _shed(self) -> None:
-        for entry in self._ticks.values():
-            entry.alive = False
-            self._bytes -= len(entry.frame)
-            self._events -= 1
-            self.stats.dropped_slow += 1
+        for entry in self._entries:
+            if entry.tick and entry.alive:
+                entry.alive = False
+                self._bytes -= len(entry.frame)
+                self._events -= 1
+                self.stats.dropped_slow += 1
         self._ticks.clear()
         if self._bytes > self.limit_bytes + self._replay_bytes:
             self.close(SLOW_CONSUMER, discard=True)

@@ -97,7 +97,7 @@ def create_app(
     async def server_error(request: Request, exc: Exception) -> Response:
         return error_response(request, 500, "Internal error; the request was not completed")
 
-    app = Starlette(
+    app = TickwireApp(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, 500: server_error},
@@ -109,6 +109,22 @@ def create_app(
     app.state.ensure_started = ensure_started
     app.add_middleware(_CorsAndCorrelation, settings=settings, methods_for=methods_for)
     return app
+
+
+RAW_SEND = "tickwire.send"
+
+
+class TickwireApp(Starlette):
+    """Starlette, plus the server's own `send` in the scope.
+
+    Streaming writers call `send` once per write, tens of thousands of times a
+    second; Starlette's error middlewares wrap it only to learn whether a response
+    started, which a stream that answers its own errors does not need.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 class _CorsAndCorrelation:

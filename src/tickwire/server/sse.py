@@ -19,7 +19,7 @@ from tickwire.core.outbox import SLOW_CONSUMER
 from tickwire.core.streams import Stream
 from tickwire.node import Node
 from tickwire.server.http import CORRELATION_HEADER
-from tickwire.server.streaming import Waker
+from tickwire.server.streaming import EagerSend, Flusher, Waker
 from tickwire.wire.sse import GzipStream
 
 log = logging.getLogger("tickwire.sse")
@@ -40,6 +40,7 @@ class SSEResponse:
         cors: dict[str, str],
         gzip: bool,
         ip: str,
+        flusher: Flusher,
     ) -> None:
         self.node = node
         self.stream = stream
@@ -50,6 +51,7 @@ class SSEResponse:
         self.cors = cors
         self.gzip = gzip
         self.ip = ip
+        self.flusher = flusher
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
         headers = [
@@ -65,9 +67,11 @@ class SSEResponse:
         return headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        send = scope.get("tickwire.send", send)  # see server.app.TickwireApp
         node = self.node
         settings = node.settings
         waker = Waker()
+        writer = _Writer(node, send, GzipStream() if self.gzip else None, waker, self.flusher)
         conn = Connection(
             client_id=self.client_id,
             user=self.user,
@@ -75,15 +79,15 @@ class SSEResponse:
             codec=node.sse_codec,
             clock=node.clock,
             outbox_limit=settings.outbox_bytes,
-            notify=waker.wake,
+            notify=writer.notify,
             stats=node.metrics.delivery["sse"],
             ip=self.ip,
             correlation_id=self.correlation_id,
             keepalive_s=settings.keepalive_s,
             idle_timeout_s=settings.idle_timeout_s,
+            conflate=settings.throttle_ms > 0,
         )
-        gz = GzipStream() if self.gzip else None
-        aborted = False
+        writer.conn = conn
         extra = {
             "client_id": self.client_id,
             "correlation_id": self.correlation_id,
@@ -99,20 +103,21 @@ class SSEResponse:
             },
         )
         node.register(conn)
-        writer = asyncio.current_task()
-        assert writer is not None
+        task = asyncio.current_task()
+        assert task is not None
 
         def abort() -> None:  # a socket that never drains must not pin the writer
-            writer.cancel()
+            task.cancel()
 
         conn.outbox.on_abort = abort
         watcher = asyncio.create_task(_watch_disconnect(receive, conn))
         log.info("sse connected", extra={**extra, "user": self.user, "resume": self.last_event_id})
+        aborted = False
         try:
             recovered = await node.attach(conn, self.stream, self.last_event_id)
             if self.last_event_id is not None:
                 log.info("sse resume", extra={**extra, "recovered": recovered})
-            await self._pump(conn, waker, send, gz)
+            await writer.run()
         except OSError:
             conn.close("client_gone")
         except asyncio.CancelledError:
@@ -129,22 +134,91 @@ class SSEResponse:
         if aborted:
             return  # the response is abandoned: the server drops the connection
         with contextlib.suppress(OSError):
-            await send({"type": "http.response.body", "body": gz.finish() if gz else b"", "more_body": False})
+            await writer.finish()
 
-    async def _pump(self, conn: Connection, waker: Waker, send: Send, gz: GzipStream | None) -> None:
-        clock = self.node.clock
-        latency = self.node.metrics.latency.labels("sse")
+
+class _Writer:
+    """Moves one connection's outbox to its socket.
+
+    Ready connections are flushed by the `Flusher` right after dispatch, writing in the
+    dispatching code (see `EagerSend`); the connection's task only sleeps for its timers
+    and completes writes that had to wait for the socket.
+    """
+
+    __slots__ = ("_flushing", "_marked", "clock", "conn", "flusher", "gz", "latency", "sender", "waker")
+
+    def __init__(self, node: Node, send: Send, gz: GzipStream | None, waker: Waker, flusher: Flusher) -> None:
+        self.clock = node.clock
+        self.latency = node.metrics.latency["sse"]
+        self.sender = EagerSend(send)
+        self.gz = gz
+        self.waker = waker
+        self.flusher = flusher
+        self.conn: Connection | None = None
+        self._marked = False
+        self._flushing = False  # the task itself is writing: leave it alone
+
+    def notify(self) -> None:
+        if self._flushing or self.sender.parked:
+            self.waker.wake()
+        elif not self._marked:
+            self._marked = True
+            self.flusher.mark(self.flush)
+
+    def _message(self) -> tuple[Message, int]:
+        assert self.conn is not None
+        outbox = self.conn.outbox
+        oldest = outbox.oldest_ms
+        data = outbox.drain()
+        if self.gz is not None:
+            data = self.gz.compress(data)
+        return {"type": "http.response.body", "body": data, "more_body": True}, oldest
+
+    def _wrote(self, oldest: int) -> None:
+        assert self.conn is not None
+        self.conn.wrote()
+        if oldest:
+            self.latency.observe(max(0, self.clock.wall_ms() - oldest) / 1000)
+
+    def flush(self) -> None:
+        """Write what is queued, now, unless the task is busy or the socket is full."""
+        self._marked = False
+        conn = self.conn
+        assert conn is not None
+        if self._flushing or self.sender.parked or conn.outbox.closed is not None or not conn.outbox:
+            self.waker.wake()
+            return
+        message, oldest = self._message()
+        try:
+            done = self.sender.try_send(message)
+        except Exception:  # the peer is gone (the server refuses to write any more)
+            conn.close("client_gone")
+            self.waker.wake()
+            return
+        if done:
+            self._wrote(oldest)
+        else:
+            self.waker.wake()  # the task completes the parked write
+
+    async def run(self) -> None:
+        """The connection's task: parked writes, closing, keepalive and idle timers."""
+        conn = self.conn
+        assert conn is not None
         outbox = conn.outbox
+        clock = self.clock
         while True:
+            if self.sender.parked:
+                await self.sender.finish()
+                self._wrote(0)
+                continue
             if outbox:
-                oldest = outbox.oldest_ms
-                data = outbox.drain()
-                if gz is not None:
-                    data = gz.compress(data)
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-                conn.wrote()
-                if oldest:
-                    latency.observe(max(0, clock.wall_ms() - oldest) / 1000)
+                message, oldest = self._message()
+                self._flushing = True
+                try:
+                    await self.sender.send(message)
+                finally:
+                    self._flushing = False
+                self._wrote(oldest)
                 continue
             if outbox.closed is not None:
                 return
@@ -153,7 +227,12 @@ class SSEResponse:
             if now >= deadline:
                 conn.on_timer()
                 continue
-            await waker.wait(deadline, now)
+            await self.waker.wait(deadline, now)
+
+    async def finish(self) -> None:
+        """End the response (the gzip trailer, then the last chunk)."""
+        body = self.gz.finish() if self.gz is not None else b""
+        await self.sender.send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _watch_disconnect(receive: Receive, conn: Connection) -> None:

@@ -382,6 +382,7 @@ class WSSession:
             correlation_id=correlation_id,
             keepalive_s=settings.keepalive_s,
             idle_timeout_s=settings.idle_timeout_s,
+            conflate=settings.throttle_ms > 0,
         )
         self.conn.outbox.on_abort = self._abort
         self.bucket = TokenBucket(clock, MAX_COMMANDS_PER_S)
@@ -653,7 +654,7 @@ class WSSession:
         conn = self.conn
         outbox = conn.outbox
         clock = self.node.clock
-        latency = self.node.metrics.latency.labels("ws")
+        latency = self.node.metrics.latency["ws"]
         try:
             while True:
                 if outbox:
