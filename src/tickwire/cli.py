@@ -14,6 +14,7 @@ import orjson
 
 from tickwire.config import MIN_SECRET_BYTES, Settings, load_settings
 from tickwire.errors import ConfigError
+from tickwire.node import Node
 from tickwire.server.auth import ROLES, issue_token
 from tickwire.wire.sse import SSEParser
 
@@ -59,6 +60,7 @@ def serve(config: str | None, **flags: Any) -> None:
         app = create_demo_app(settings)
     else:
         app = create_app(settings)
+    app.state.on_startup.append(_gc_policy)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -78,6 +80,12 @@ def serve(config: str | None, **flags: Any) -> None:
     )
     _announce(settings)
     server.run()
+
+
+async def _gc_policy(node: Node) -> None:
+    from tickwire.server.gcpolicy import keep_gc_pauses_short
+
+    node.spawn(keep_gc_pauses_short(), "tickwire-gc")
 
 
 def _announce(settings: Settings) -> None:

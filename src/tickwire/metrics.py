@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tickwire.core.connection import Connection
 from tickwire.core.outbox import DeliveryStats
 
 TRANSPORTS = ("sse", "ws")
@@ -102,6 +103,11 @@ class _CoreCollector(Collector):
         for transport, stats in self.m.delivery.items():
             closes.add_metric([transport], stats.slow_closes)
         yield closes
+        yield GaugeMetricFamily(
+            "tickwire_connection_objects",
+            "Connection objects alive in the process (above tickwire_connections: a leak)",
+            value=Connection.alive,
+        )
         latency = HistogramMetricFamily(
             "tickwire_delivery_latency_seconds",
             "From publish to socket write (oldest event of each write)",

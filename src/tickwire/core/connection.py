@@ -51,6 +51,10 @@ _serial = itertools.count(1)
 class Connection:
     """One client connection (SSE stream or WebSocket)."""
 
+    # Connection objects alive in this process: equal to the open connections unless
+    # a closed one is still referenced somewhere (a leak, shown in metrics).
+    alive = 0
+
     def __init__(
         self,
         *,
@@ -85,6 +89,10 @@ class Connection:
         self.last_write = now
         self.last_activity = now
         self.close_reason: str | None = None
+        Connection.alive += 1
+
+    def __del__(self) -> None:
+        Connection.alive -= 1
 
     @property
     def closing(self) -> bool:

@@ -107,6 +107,7 @@ def create_app(
     app.state.authenticate = authenticate or jwt_authenticator(settings.secret)
     app.state.client_ids = ClientIds()
     app.state.ensure_started = ensure_started
+    app.state.on_startup = startup_hooks  # more hooks may be appended before the app starts
     app.add_middleware(_CorsAndCorrelation, settings=settings, methods_for=methods_for)
     return app
 

@@ -127,6 +127,8 @@ class SSEResponse:
         finally:
             waker.close()
             node.unregister(conn)
+            conn.outbox.on_abort = None  # break the connection's reference cycles so that
+            writer.conn = None  # reference counting frees it (see server.gcpolicy)
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher

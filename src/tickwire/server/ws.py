@@ -427,6 +427,7 @@ class WSSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
             self.waker.close()
+            self.conn.outbox.on_abort = None  # no reference cycle outlives the socket
             if self.registered:
                 self.node.unregister(self.conn)
             if self.missed:
