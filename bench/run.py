@@ -69,13 +69,21 @@ class Scenario:
     server: str  # "tickwire" or "ref"
     conns: int
     rate: int
+    proto: str = "sse"  # "sse" or "ws"
 
 
 BAR = Scenario("sse-1000x20", "tickwire", 1000, 20)
 LADDER = tuple(Scenario(f"sse-1000x{rate}", "tickwire", 1000, rate) for rate in (10, 20, 50, 100, 200))
 REFERENCE = Scenario("ref-1000x100", "ref", 1000, 100)
 REFERENCE_AT_BAR = Scenario("ref-1000x20", "ref", 1000, 20)  # the bar's load, for a like-for-like comparison
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (BAR, *LADDER, REFERENCE, REFERENCE_AT_BAR)}
+WS_BAR = Scenario("ws-1000x20", "tickwire", 1000, 20, "ws")
+WS_LADDER = tuple(
+    Scenario(f"ws-1000x{rate}", "tickwire", 1000, rate, "ws") for rate in (10, 20, 50, 100, 200)
+)
+REFERENCE_WS = Scenario("ref-ws-1000x20", "ref", 1000, 20, "ws")
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s for s in (BAR, *LADDER, REFERENCE, REFERENCE_AT_BAR, *WS_LADDER, REFERENCE_WS)
+}
 
 
 @dataclass
@@ -220,15 +228,19 @@ def started(scenario: Scenario, setup: Setup) -> Iterator[tuple[Server, list[str
             server.wait_http_ready("/readyz")
             token = mint_token(setup, env)
             extra = ["--pub-header", f"Authorization: Bearer {token}"]
-            yield server, extra, f"{base}/api/stream/prices", f"{base}/api/publish"
+            sub = f"{base}/api/stream/prices"
+            if scenario.proto == "ws":  # one socket subscribed to `prices` by its URL
+                sub = f"ws://127.0.0.1:{port}/api/stream/ws?streams=prices"
+            yield server, extra, sub, f"{base}/api/publish"
         finally:
             server.stop()
     elif scenario.server == "ref":
-        argv = [str(WIRELOAD), "serve", "--port", str(port), "--proto", "sse"]
+        argv = [str(WIRELOAD), "serve", "--port", str(port), "--proto", scenario.proto]
         server = Server(argv, None, port, setup.nice, ROOT)
         try:
             server.wait_tcp_ready()
-            yield server, [], f"{base}/sub", f"{base}/pub"
+            sub = f"ws://127.0.0.1:{port}/sub" if scenario.proto == "ws" else f"{base}/sub"
+            yield server, [], sub, f"{base}/pub"
         finally:
             server.stop()
     else:
@@ -335,7 +347,7 @@ def wireload_argv(
     scenario: Scenario, sub_url: str, pub_url: str, pid: int, duration: int, nice: int
 ) -> list[str]:
     return [
-        *pinned(CLIENT_CPU, nice), str(WIRELOAD), "fanout", "--json", "--proto", "sse",
+        *pinned(CLIENT_CPU, nice), str(WIRELOAD), "fanout", "--json", "--proto", scenario.proto,
         "--sub-url", sub_url, "--pub-url", pub_url, "--server-pid", str(pid),
         "--body-template", BODY_TEMPLATE,
         "--conns", str(scenario.conns), "--rate", str(scenario.rate), "--size", str(MESSAGE_SIZE),

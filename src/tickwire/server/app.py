@@ -26,7 +26,7 @@ from tickwire.server.endpoints import poll_endpoint, sse_endpoint
 from tickwire.server.http import CORRELATION_HEADER, correlation_id, cors_headers, error_response
 from tickwire.server.ops import healthz, metrics_json, metrics_prometheus, readyz
 from tickwire.server.publish import publish_endpoint, test_endpoint
-from tickwire.server.streaming import ClientIds
+from tickwire.server.streaming import RAW_SEND, ClientIds
 from tickwire.server.ws import WebSocketEndpoint
 
 _METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -110,9 +110,6 @@ def create_app(
     app.state.on_startup = startup_hooks  # more hooks may be appended before the app starts
     app.add_middleware(_CorsAndCorrelation, settings=settings, methods_for=methods_for)
     return app
-
-
-RAW_SEND = "tickwire.send"
 
 
 class TickwireApp(Starlette):

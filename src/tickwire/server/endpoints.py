@@ -16,7 +16,7 @@ from tickwire.node import MAX_POLL_LIMIT, MAX_POLL_WAIT_S, Node
 from tickwire.server.auth import principal_of
 from tickwire.server.http import cors_headers, error_response, json_response
 from tickwire.server.sse import SSEResponse
-from tickwire.server.streaming import Flusher
+from tickwire.server.streaming import app_flusher
 
 MAX_LAST_EVENT_ID = 256
 
@@ -115,16 +115,8 @@ async def sse_endpoint(request: Request) -> Response | SSEResponse:
         cors=cors_headers(settings, request.headers.get("origin"), "GET, OPTIONS"),
         gzip=_accepts_gzip(request),
         ip=client_ip(request),
-        flusher=_flusher(request),
+        flusher=app_flusher(request.app.state),
     )
-
-
-def _flusher(request: Request) -> Flusher:
-    """One flusher per app, made on first use (it belongs to the running loop)."""
-    flusher: Flusher | None = getattr(request.app.state, "flusher", None)
-    if flusher is None:
-        flusher = request.app.state.flusher = Flusher()
-    return flusher
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

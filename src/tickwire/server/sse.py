@@ -19,7 +19,7 @@ from tickwire.core.outbox import SLOW_CONSUMER
 from tickwire.core.streams import Stream
 from tickwire.node import Node
 from tickwire.server.http import CORRELATION_HEADER
-from tickwire.server.streaming import EagerSend, Flusher, Waker
+from tickwire.server.streaming import RAW_SEND, EagerSend, Flusher, Waker
 from tickwire.wire.sse import GzipStream
 
 log = logging.getLogger("tickwire.sse")
@@ -67,7 +67,7 @@ class SSEResponse:
         return headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        send = scope.get("tickwire.send", send)  # see server.app.TickwireApp
+        send = scope.get(RAW_SEND, send)  # see server.app.TickwireApp
         node = self.node
         settings = node.settings
         waker = Waker()

@@ -11,6 +11,9 @@ from starlette.types import Message, Send
 
 log = logging.getLogger("tickwire.streaming")
 
+# Scope key under which `TickwireApp` passes the server's own `send` to stream writers.
+RAW_SEND = "tickwire.send"
+
 
 class Waker:
     """Wakes one writer task: when its outbox becomes non-empty, or at a deadline.
@@ -136,6 +139,14 @@ class Flusher:
                 flush()
             except Exception:  # one broken connection must not stop the others' writes
                 log.exception("flush failed")
+
+
+def app_flusher(state: Any) -> Flusher:
+    """The app's flusher, made on first use (it belongs to the running loop)."""
+    flusher: Flusher | None = getattr(state, "flusher", None)
+    if flusher is None:
+        flusher = state.flusher = Flusher()
+    return flusher
 
 
 class ClientIds:

@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -56,7 +56,7 @@ from tickwire.metrics import Metrics
 from tickwire.node import Node
 from tickwire.server.auth import Authenticator, token_from_headers
 from tickwire.server.http import CORRELATION_HEADER, correlation_id, error_body
-from tickwire.server.streaming import ClientIds, Waker
+from tickwire.server.streaming import RAW_SEND, ClientIds, EagerSend, Flusher, Waker, app_flusher
 from tickwire.wire.codecs import DecodeError, WSCodec, choose_codec
 from tickwire.wire.ws import (
     MAX_COMMANDS_PER_S,
@@ -290,7 +290,7 @@ class WebSocketEndpoint:
             return
         session = WSSession(
             node,
-            send,
+            scope.get(RAW_SEND, send),
             codec,
             principal,
             authenticate=authenticate,
@@ -298,6 +298,7 @@ class WebSocketEndpoint:
             correlation_id=cid,
             ip=ip,
             pings=PING_EXTENSION in (scope.get("extensions") or {}),
+            flusher=app_flusher(state),
         )
         await session.run(receive, initial)
 
@@ -357,9 +358,14 @@ class WSSession:
         correlation_id: str,
         ip: str,
         pings: bool,
+        flusher: Flusher,
     ) -> None:
         self.node = node
         self.send = send
+        self.sender = EagerSend(send)
+        self.flusher = flusher
+        self._marked = False
+        self._unsent: list[bytes] = []  # drained frames behind a send that had to wait
         self.codec = codec
         self.principal = principal
         self.authenticate = authenticate
@@ -376,7 +382,7 @@ class WSSession:
             codec=codec,
             clock=clock,
             outbox_limit=settings.outbox_bytes,
-            notify=self.waker.wake,
+            notify=self._notify,
             stats=node.metrics.delivery["ws"],
             ip=ip,
             correlation_id=correlation_id,
@@ -651,6 +657,43 @@ class WSSession:
 
     # -- writer --------------------------------------------------------------------
 
+    def _notify(self) -> None:
+        if self._in_send or self.sender.parked or self._unsent:
+            self.waker.wake()
+        elif not self._marked:
+            self._marked = True
+            self.flusher.mark(self._flush)
+
+    def _frame_message(self, frame: bytes) -> Message:
+        if self.codec.binary:
+            return {"type": "websocket.send", "bytes": frame}
+        return {"type": "websocket.send", "text": frame.decode()}
+
+    def _flush(self) -> None:
+        """Write what is queued now, in the dispatching code (see `EagerSend`); what
+        cannot be written without waiting is left to the writer task."""
+        self._marked = False
+        outbox = self.conn.outbox
+        if self._in_send or self.sender.parked or self._unsent or outbox.closed is not None or not outbox:
+            self.waker.wake()
+            return
+        oldest = outbox.oldest_ms
+        frames = outbox.drain_frames()
+        for i, frame in enumerate(frames):
+            try:
+                done = self.sender.try_send(self._frame_message(frame))
+            except Exception:  # the peer is gone (the server refuses to send any more)
+                self.conn.close(CLIENT_GONE)
+                self.waker.wake()
+                return
+            if not done:
+                self._unsent = frames[i + 1 :]
+                self.waker.wake()
+                return
+        self.conn.wrote()
+        if oldest:
+            self.node.metrics.latency["ws"].observe(max(0, self.node.clock.wall_ms() - oldest) / 1000)
+
     async def _write_loop(self) -> None:
         conn = self.conn
         outbox = conn.outbox
@@ -658,6 +701,14 @@ class WSSession:
         latency = self.node.metrics.latency["ws"]
         try:
             while True:
+                if self.sender.parked or self._unsent:
+                    unsent, self._unsent = self._unsent, []
+                    if await self._guarded(self.sender.finish()):
+                        for frame in unsent:
+                            if not await self._send_frame(frame):
+                                break
+                    conn.wrote()
+                    continue
                 if outbox:
                     oldest = outbox.oldest_ms
                     for frame in outbox.drain_frames():
@@ -689,15 +740,17 @@ class WSSession:
         await self._close()
 
     async def _send_frame(self, frame: bytes) -> bool:
-        if self.codec.binary:
-            return await self._send_message({"type": "websocket.send", "bytes": frame})
-        return await self._send_message({"type": "websocket.send", "text": frame.decode()})
+        return await self._send_message(self._frame_message(frame))
 
-    async def _send_message(self, message: dict[str, Any]) -> bool:
+    async def _send_message(self, message: Message) -> bool:
         """Send one ASGI message; False when the peer is gone or the send was cut."""
+        return await self._guarded(self.sender.send(message))
+
+    async def _guarded(self, sending: Awaitable[None]) -> bool:
+        """Await a send; False when the peer is gone or the send was cut (slow consumer)."""
         self._in_send = True
         try:
-            await self.send(message)
+            await sending
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self._cut and task is not None and task.uncancel() == 0:
