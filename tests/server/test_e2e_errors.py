@@ -112,3 +112,9 @@ def test_valid_token_from_cookie_and_bearer_both_work(server: ServerProcess) -> 
         assert stream.events[0].json()["clientId"].startswith(f"{user}-alerts-")
     body = poll(server, "alerts", headers={"Cookie": f"session={server.token(user)}"}).json()
     assert body["recovered"] is True
+
+
+def test_plain_http_on_the_websocket_endpoint_says_what_to_do(server: ServerProcess) -> None:
+    response = get(server, "/api/stream/ws")
+    body = assert_error(response, 400)
+    assert "WebSocket" in body["message"]

@@ -43,6 +43,7 @@ class WSClient:
         origin: str | None = None,
         sock: socket.socket | None = None,
         query: str = "",
+        compression: str | None = "deflate",
     ) -> None:
         all_headers = dict(headers or {})
         if token:
@@ -58,6 +59,7 @@ class WSClient:
             open_timeout=5,
             close_timeout=2,
             max_size=1 << 22,
+            compression=compression,
         ).__enter__()  # the context-manager form (a bare connect() is deprecated)
         self.binary = subprotocol == "tickwire.msgpack"
         self.messages: list[dict[str, Any]] = []
@@ -256,12 +258,15 @@ def limits_server() -> Iterator[ServerProcess]:
 # -- streams ------------------------------------------------------------------------------------
 
 
-def test_one_socket_carries_several_streams(server: ServerProcess) -> None:
+@pytest.mark.parametrize("compression", [None, "deflate"])
+def test_one_socket_carries_several_streams(server: ServerProcess, compression: str | None) -> None:
+    """Without compression the server writes shared pre-built frames; with
+    permessage-deflate it re-encodes them per connection: both must be exact."""
     user = uid("mux")
     s1, s2, other = sym(), sym(), sym()
     sid = uid("strat")
     server.publish(order(user, "o-1", symbol=s1), strategy(user, sid), price(s1, 10.0), price(other, 5.0))
-    with WSClient(server, server.token(user)) as ws:
+    with WSClient(server, server.token(user), compression=compression) as ws:
         ack = ws.subscribe(
             "orders",
             {"stream": "prices", "symbols": [s1, s2]},
@@ -396,11 +401,12 @@ def test_lost_history_gets_recovered_false_a_reset_and_a_snapshot(server: Server
         assert alerts[1]["data"]["alertId"] == "a-1"
 
 
-def test_msgpack_round_trip(server: ServerProcess) -> None:
+@pytest.mark.parametrize("compression", [None, "deflate"])
+def test_msgpack_round_trip(server: ServerProcess, compression: str | None) -> None:
     user = uid("msgpack")
     s = sym()
     server.publish(order(user, "o-1", symbol=s, qty=1.5))
-    with WSClient(server, server.token(user), subprotocol="tickwire.msgpack") as ws:
+    with WSClient(server, server.token(user), subprotocol="tickwire.msgpack", compression=compression) as ws:
         assert ws.ws.subprotocol == "tickwire.msgpack"
         ws.subscribe("orders", rid="m")
         [publish_id] = server.publish(

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.streams import StreamReader
 
 from tickwire.core.clock import FakeClock
 from tickwire.core.connection import Connection
@@ -195,3 +196,26 @@ def test_messages_round_trip_in_both_codecs(message: dict[str, Any]) -> None:
     for codec in CODECS:
         encoded = codec.encode(message)
         assert decode_frame(codec, encoded) == message
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+@pytest.mark.parametrize("binary", [False, True])
+def test_prebuilt_frames_parse_as_one_final_unmasked_frame(size: int, binary: bool) -> None:
+    from websockets.frames import Frame, Opcode
+
+    from tickwire.wire.codecs import ws_frame, ws_payload
+
+    payload = bytes(i % 251 for i in range(size))
+    frame = ws_frame(payload, binary)
+    reader = StreamReader()
+    reader.feed_data(frame)
+    reader.feed_eof()
+    parser = Frame.parse(reader.read_exact, mask=False)
+    try:
+        next(parser)
+    except StopIteration as done:
+        parsed = done.value
+    assert parsed.fin
+    assert parsed.opcode is (Opcode.BINARY if binary else Opcode.TEXT)
+    assert parsed.data == payload
+    assert ws_payload(frame) == payload

@@ -87,6 +87,12 @@ POST_ONLY = frozenset({"test"})
 
 
 def wrong_method(request: Request, path: str) -> Response | None:
+    if path.strip("/") == "ws":
+        return error_response(
+            request,
+            400,
+            "This endpoint speaks WebSocket: connect with a WebSocket client (Upgrade: websocket)",
+        )
     if path.strip("/") in POST_ONLY:
         return error_response(
             request, 405, "Method not allowed: use POST", "POST, OPTIONS", extra={"Allow": "POST, OPTIONS"}

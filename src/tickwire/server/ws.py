@@ -57,7 +57,7 @@ from tickwire.node import Node
 from tickwire.server.auth import Authenticator, token_from_headers
 from tickwire.server.http import CORRELATION_HEADER, correlation_id, error_body
 from tickwire.server.streaming import RAW_SEND, ClientIds, EagerSend, Flusher, Waker, app_flusher
-from tickwire.wire.codecs import DecodeError, WSCodec, choose_codec
+from tickwire.wire.codecs import DecodeError, FramedCodec, WSCodec, choose_codec, ws_payload
 from tickwire.wire.ws import (
     MAX_COMMANDS_PER_S,
     MAX_MESSAGE_BYTES,
@@ -83,6 +83,9 @@ log = logging.getLogger("tickwire.ws")
 PING_EXTENSION = "tickwire.websocket.ping"
 PING = "tickwire.websocket.ping"
 PONG = "tickwire.websocket.pong"
+# The server writes complete frames the app built (shared by every subscriber) as they are.
+FRAMES_EXTENSION = "tickwire.websocket.frames"
+RAW_FRAME = "tickwire.websocket.frame"
 # Largest message the uvicorn protocol accepts at all (close 1009 beyond); the protocol's
 # own bound, MAX_MESSAGE_BYTES, is checked by the app and answered with 1008.
 PROTOCOL_MAX_SIZE = 1 << 20
@@ -298,6 +301,7 @@ class WebSocketEndpoint:
             correlation_id=cid,
             ip=ip,
             pings=PING_EXTENSION in (scope.get("extensions") or {}),
+            framed=FRAMES_EXTENSION in (scope.get("extensions") or {}),
             flusher=app_flusher(state),
         )
         await session.run(receive, initial)
@@ -359,8 +363,12 @@ class WSSession:
         ip: str,
         pings: bool,
         flusher: Flusher,
+        framed: bool = False,
     ) -> None:
         self.node = node
+        self.framed = framed
+        if framed:
+            codec = FramedCodec(codec)
         self.send = send
         self.sender = EagerSend(send)
         self.flusher = flusher
@@ -665,6 +673,8 @@ class WSSession:
             self.flusher.mark(self._flush)
 
     def _frame_message(self, frame: bytes) -> Message:
+        if self.framed:
+            return {"type": RAW_FRAME, "frame": frame}
         if self.codec.binary:
             return {"type": "websocket.send", "bytes": frame}
         return {"type": "websocket.send", "text": frame.decode()}
@@ -788,10 +798,12 @@ def uvicorn_ws_protocol() -> Any:
     without the sans-I/O implementation (no server pings then).
     """
     try:
+        from uvicorn.protocols.utils import ClientDisconnected
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
         from websockets.exceptions import InvalidState
         from websockets.frames import Frame
         from websockets.http11 import Request
+        from websockets.protocol import State
     except ImportError:  # pragma: no cover - uvicorn < 0.35
         return "auto"
 
@@ -805,6 +817,7 @@ def uvicorn_ws_protocol() -> Any:
                 extensions = self.scope.get("extensions")
                 if extensions is not None:
                     extensions[PING_EXTENSION] = {}
+                    extensions[FRAMES_EXTENSION] = {}
 
         def _open(self) -> bool:
             return (
@@ -817,6 +830,21 @@ def uvicorn_ws_protocol() -> Any:
         async def send(self, message: Any) -> None:
             msg = cast(dict[str, Any], message)
             kind = msg["type"]
+            if kind == RAW_FRAME:
+                await self.writable.wait()  # the same flow control as any send
+                if self.disconnected:
+                    raise ClientDisconnected()
+                if self._open() and self.conn.state is State.OPEN:
+                    frame: bytes = msg["frame"]
+                    if self.conn.extensions:  # permessage-deflate: the frame must be re-encoded
+                        payload = ws_payload(frame)
+                        if frame[0] & 0x0F == 0x2:
+                            self.conn.send_binary(payload)
+                        else:
+                            self.conn.send_text(payload)
+                        frame = b"".join(self.conn.data_to_send())
+                    self.transport.write(frame)
+                return
             if kind == PING:
                 if self._open():
                     payload = bytes(msg["bytes"])

@@ -157,3 +157,53 @@ def choose_codec(offered: list[str]) -> WSCodec | None:
         if codec is not None:
             return codec
     return None
+
+
+def ws_frame(payload: bytes, binary: bool) -> bytes:
+    """One complete, unmasked RFC 6455 server frame (FIN set, no extension)."""
+    opcode = 0x82 if binary else 0x81
+    n = len(payload)
+    if n < 126:
+        return bytes((opcode, n)) + payload
+    if n < 65536:
+        return bytes((opcode, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((opcode, 127)) + n.to_bytes(8, "big") + payload
+
+
+def ws_payload(frame: bytes) -> bytes:
+    """The payload of a frame made by `ws_frame`."""
+    n = frame[1]
+    return frame[2 + (2 if n == 126 else 8 if n == 127 else 0) :]
+
+
+class FramedCodec:
+    """A codec whose frames are complete WebSocket frames, header included.
+
+    With no per-connection extension (permessage-deflate) the header of a frame depends
+    only on its payload, so the whole frame is built once per event and stream and the
+    same bytes are written to every subscriber's socket.
+    """
+
+    def __init__(self, inner: WSCodec) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.subprotocol = inner.subprotocol
+        self.binary = inner.binary
+
+    def cache_key(self, stream: str) -> str:
+        return "framed:" + self.inner.cache_key(stream)
+
+    def event_frame(self, event: Event, stream: str) -> bytes:
+        return ws_frame(self.inner.event_frame(event, stream), self.binary)
+
+    def control_frame(self, type_: str, data: dict[str, Any], stream: str | None) -> bytes:
+        return ws_frame(self.inner.control_frame(type_, data, stream), self.binary)
+
+    def keepalive_frame(self) -> bytes | None:
+        return None
+
+    def encode(self, message: Mapping[str, Any]) -> bytes:
+        return ws_frame(self.inner.encode(message), self.binary)
+
+    def decode(self, frame: bytes | str) -> Any:
+        return self.inner.decode(frame)
