@@ -1,0 +1,142 @@
+"""The node with a fake clock: buffer TTL, derived positions, throttled marks, long-poll."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from tickwire.config import load_settings
+from tickwire.core.clock import FakeClock
+from tickwire.core.connection import Connection
+from tickwire.core.streams import ANONYMOUS, Principal, resolve_stream
+from tickwire.node import Node
+from tickwire.publishing import PublishRequest
+from tickwire.wire.sse import SSECodec, SSEParser
+
+T = TypeVar("T")
+SECRET = "s" * 32
+
+
+def run(body: Callable[[Node, FakeClock], Awaitable[T]], **env: str) -> T:
+    async def main() -> T:
+        clock = FakeClock()
+        settings = load_settings(
+            env={"TICKWIRE_SECRET": SECRET, **{f"TICKWIRE_{k}": v for k, v in env.items()}}
+        )
+        node = Node(settings, clock=clock)
+        await node.start()
+        try:
+            return await body(node, clock)
+        finally:
+            await node.stop()
+
+    return asyncio.run(main())
+
+
+def connection(node: Node, user: str | None) -> Connection:
+    return Connection(
+        client_id=f"{user}-c",
+        user=user,
+        transport="sse",
+        codec=SSECodec(),
+        clock=node.clock,
+        outbox_limit=1 << 20,
+        notify=lambda: None,
+    )
+
+
+def events(conn: Connection) -> list[tuple[str, Any]]:
+    return [(e.event, e.json()) for e in SSEParser().feed(conn.outbox.drain())]
+
+
+def alert(user: str, i: int) -> PublishRequest:
+    return PublishRequest("alert:new", {"message": f"m{i}"}, user)
+
+
+def test_user_history_is_dropped_only_after_the_ttl_since_the_last_disconnect() -> None:
+    async def body(node: Node, clock: FakeClock) -> None:
+        stream = resolve_stream("alerts", {}, Principal("u"))
+        first = await node.publish([alert("u", 1), alert("u", 2)])
+        conn = connection(node, "u")
+        node.register(conn)
+        node.unregister(conn)  # the user's last connection went away
+        clock.advance(299)
+        await node._sweep_idle_users(clock.monotonic())
+        kept = await node.poll(stream, first[0], 10, 0)
+        assert kept["recovered"] is True
+        assert [e["data"]["message"] for e in kept["events"]] == ["m2"]
+        clock.advance(1)
+        await node._sweep_idle_users(clock.monotonic())
+        gone = await node.poll(stream, first[0], 10, 0)
+        assert gone["recovered"] is False
+        assert gone["reason"] == "history_trimmed"
+
+    run(body, BUFFER_TTL_S="300")
+
+
+def test_a_reconnect_before_the_ttl_keeps_the_history() -> None:
+    async def body(node: Node, clock: FakeClock) -> None:
+        stream = resolve_stream("alerts", {}, Principal("u"))
+        ids = await node.publish([alert("u", 1), alert("u", 2)])
+        conn = connection(node, "u")
+        node.register(conn)
+        node.unregister(conn)
+        clock.advance(200)
+        node.register(connection(node, "u"))  # back within the TTL
+        clock.advance(200)
+        await node._sweep_idle_users(clock.monotonic())
+        assert (await node.poll(stream, ids[0], 10, 0))["recovered"] is True
+
+    run(body, BUFFER_TTL_S="300")
+
+
+def test_fills_derive_positions_and_prices_mark_them_through_the_throttle() -> None:
+    async def body(node: Node, clock: FakeClock) -> None:
+        conn = connection(node, "u")
+        node.register(conn)
+        await node.attach(conn, resolve_stream("positions", {}, Principal("u")), None)
+        conn.outbox.drain()
+        await node.publish(
+            [
+                PublishRequest(
+                    "order:update", {"orderId": "o1", "symbol": "AAPL", "side": "buy", "qty": 10}, "u"
+                ),
+                PublishRequest(
+                    "order:fill", {"orderId": "o1", "filledQty": 10, "filledAvgPrice": 100.0}, "u"
+                ),
+            ]
+        )
+        ((kind, opened),) = events(conn)
+        assert kind == "position:update"
+        assert (opened["quantity"], opened["entryPrice"], opened["change"]) == (10, 100.0, "opened")
+        for price in (101.0, 102.0, 103.0):  # within one throttle window
+            await node.publish([PublishRequest("price:update", {"symbol": "AAPL", "price": price})])
+        marks = events(conn)
+        assert [m["currentPrice"] for _, m in marks] == [101.0]  # the first goes at once
+        clock.advance(0.1)
+        await node._publish_marks(node.marks.due())
+        ((_, last),) = events(conn)
+        assert last["currentPrice"] == 103.0  # the latest wins at the window's end
+        assert last["unrealizedPnL"] == 30.0
+        assert last["totalValue"] == 1030.0
+
+    run(body, THROTTLE_MS="100")
+
+
+def test_long_poll_returns_when_an_event_arrives() -> None:
+    async def body(node: Node, clock: FakeClock) -> None:
+        stream = resolve_stream("agents", {}, ANONYMOUS)
+        (first,) = await node.publish([PublishRequest("agent:status", {"agentId": "a", "state": "running"})])
+
+        async def later() -> None:
+            await asyncio.sleep(0.05)
+            await node.publish([PublishRequest("agent:status", {"agentId": "a", "state": "stopped"})])
+
+        task = asyncio.create_task(later())
+        body = await node.poll(stream, first, 10, 5.0)
+        await task
+        assert [e["data"]["state"] for e in body["events"]] == ["stopped"]
+        assert body["lastEventId"] == body["events"][0]["id"]
+
+    run(body)
