@@ -49,7 +49,7 @@ def serve(config: str | None, **flags: Any) -> None:
 
     from tickwire.logs import configure_logging
     from tickwire.server.app import create_app
-    from tickwire.server.ws import PROTOCOL_MAX_SIZE, uvicorn_ws_protocol
+    from tickwire.server.ws_protocol import PROTOCOL_MAX_SIZE, uvicorn_ws_protocol
 
     overrides = {k: v for k, v in flags.items() if v is not None}
     settings = _settings(config, overrides)
