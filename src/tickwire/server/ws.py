@@ -22,8 +22,8 @@ not apply to WebSockets, so the cookie counts only when the handshake's Origin i
 host or one of TICKWIRE_CORS_ORIGINS (a listed origin, never `*`); otherwise the socket
 is anonymous. Bad credentials close with 4001.
 
-Ping frames are not part of ASGI. The uvicorn protocol returned by
-`uvicorn_ws_protocol()` (what `tickwire serve` runs) adds the scope extension
+Ping frames are not part of ASGI. The uvicorn protocol of server/ws_protocol.py
+(what `tickwire serve` runs) adds the scope extension
 `tickwire.websocket.ping`: the app sends `{"type": "tickwire.websocket.ping", "bytes":
 <unix ms>}` and receives `{"type": "tickwire.websocket.pong", "bytes": ...}` for the
 pongs that answer it, so the app measures RTT and closes after two missed pongs. The
