@@ -70,6 +70,7 @@ class Scenario:
     conns: int
     rate: int
     proto: str = "sse"  # "sse" or "ws"
+    nodes: int = 0  # server "redis": this many tickwire nodes on one private redis-server
 
 
 BAR = Scenario("sse-1000x20", "tickwire", 1000, 20)
@@ -81,8 +82,18 @@ WS_LADDER = tuple(
     Scenario(f"ws-1000x{rate}", "tickwire", 1000, rate, "ws") for rate in (10, 20, 50, 100, 200)
 )
 REFERENCE_WS = Scenario("ref-ws-1000x20", "ref", 1000, 20, "ws")
+# The Redis broker (see run_cluster): 1 node, or 2 nodes with the subscribers split across them
+# and every message published on the other node than the one delivering it.
+REDIS_FANOUT = tuple(
+    Scenario(f"redis{n}-1000x{rate}", "redis", 1000, rate, nodes=n) for n in (1, 2) for rate in (20, 50, 80)
+)
+# Publish throughput: one subscriber, the POST rate is what is measured (memory vs Redis).
+PUBLISH = tuple(Scenario(f"pub-mem-1x{rate}", "tickwire", 1, rate) for rate in (1000, 2000, 3000)) + tuple(
+    Scenario(f"pub-redis-1x{rate}", "redis", 1, rate, nodes=1) for rate in (1000, 2000, 3000)
+)
 SCENARIOS: dict[str, Scenario] = {
-    s.name: s for s in (BAR, *LADDER, REFERENCE, REFERENCE_AT_BAR, *WS_LADDER, REFERENCE_WS)
+    s.name: s
+    for s in (BAR, *LADDER, REFERENCE, REFERENCE_AT_BAR, *WS_LADDER, REFERENCE_WS, *REDIS_FANOUT, *PUBLISH)
 }
 
 
@@ -153,11 +164,19 @@ def pinned(cpu: str, nice: int) -> list[str]:
 class Server:
     """A server process pinned to SERVER_CPU; its stderr goes to a temporary log file."""
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None, port: int, nice: int, cwd: Path) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str] | None,
+        port: int,
+        nice: int,
+        cwd: Path,
+        cpu: str = SERVER_CPU,
+    ) -> None:
         self.port = port
         self.log = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [*pinned(SERVER_CPU, nice), *argv],
+            [*pinned(cpu, nice), *argv],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -344,12 +363,19 @@ def _children_jiffies() -> float:
 
 
 def wireload_argv(
-    scenario: Scenario, sub_url: str, pub_url: str, pid: int, duration: int, nice: int
+    scenario: Scenario,
+    sub_url: str,
+    pub_url: str,
+    pid: int,
+    duration: int,
+    nice: int,
+    cpu: str = CLIENT_CPU,
+    body: str = BODY_TEMPLATE,
 ) -> list[str]:
     return [
-        *pinned(CLIENT_CPU, nice), str(WIRELOAD), "fanout", "--json", "--proto", scenario.proto,
+        *pinned(cpu, nice), str(WIRELOAD), "fanout", "--json", "--proto", scenario.proto,
         "--sub-url", sub_url, "--pub-url", pub_url, "--server-pid", str(pid),
-        "--body-template", BODY_TEMPLATE,
+        "--body-template", body,
         "--conns", str(scenario.conns), "--rate", str(scenario.rate), "--size", str(MESSAGE_SIZE),
         "--duration", str(duration), "--warmup", str(WARMUP_S),
         "--pass-ratio", str(PASS_RATIO), "--pass-p99-ms", str(PASS_P99_MS),
@@ -368,6 +394,8 @@ def parse_report(stdout: str) -> dict[str, Any]:
 
 
 def run_scenario(scenario: Scenario, setup: Setup) -> Result:
+    if scenario.server == "redis":
+        return run_cluster(scenario, setup)
     start = time.monotonic()
     with started(scenario, setup) as (server, extra, sub_url, pub_url):
         argv = wireload_argv(scenario, sub_url, pub_url, server.pid, setup.duration, setup.nice) + extra
@@ -425,6 +453,133 @@ def finish_profiler(proc: subprocess.Popen[bytes]) -> None:
         print(f"py-spy failed ({proc.returncode}): {err.decode(errors='replace').strip()}", file=sys.stderr)
 
 
+# -- the Redis broker: 1 or 2 nodes on one private redis-server --------------------------------------
+
+
+def redis_server(port: int, nice: int, workdir: Path) -> Server:
+    """A private redis-server (no persistence) pinned to CLIENT_CPU: the node(s) keep CPU 0."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise BenchError("redis-server is not installed: the redis* scenarios need it")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    return Server([*argv, "--dir", str(workdir)], None, port, nice, workdir, cpu=CLIENT_CPU)
+
+
+def _merge_reports(reports: list[dict[str, Any]], node_cpu: list[float], redis_cpu: float) -> dict[str, Any]:
+    """One row for several wireload instances that ran at the same time."""
+    if len(reports) == 1:
+        merged = dict(reports[0])
+    else:
+        lat = [r.get("lat_ms", {}) for r in reports]
+        expected = sum(r.get("expected", 0) for r in reports)
+        delivered = sum(r.get("delivered", 0) for r in reports)
+        merged = {
+            "conns_ok": sum(r.get("conns_ok", 0) for r in reports),
+            "conns_failed": sum(r.get("conns_failed", 0) for r in reports),
+            "conns_dropped": sum(r.get("conns_dropped", 0) for r in reports),
+            "expected": expected,
+            "delivered": delivered,
+            "delivery_ratio": delivered / expected if expected else 0.0,
+            "deliveries_per_s": sum(r.get("deliveries_per_s", 0) for r in reports),
+            "lat_ms": {k: max(x.get(k, 0) for x in lat) for k in ("p50", "p90", "p99", "max")},
+            "server_cpu_pct": sum(node_cpu),
+            "client_cpu_pct": sum(r.get("client_cpu_pct", 0) for r in reports),
+            "rss_per_conn_kb": sum(r.get("rss_per_conn_kb", 0) for r in reports) / len(reports),
+            "published": sum(r.get("published", 0) for r in reports),
+            "pub_target": sum(r.get("pub_target", 0) for r in reports),
+            "publish_errors": sum(r.get("publish_errors", 0) for r in reports),
+            "pub_rtt_p99_ms": max(r.get("pub_rtt_p99_ms", 0) for r in reports),
+            "pub_lag_p99_ms": max(r.get("pub_lag_p99_ms", 0) for r in reports),
+            "gaps": sum(r.get("gaps", 0) for r in reports),
+            "conns_with_gaps": sum(r.get("conns_with_gaps", 0) for r in reports),
+            "dups": sum(r.get("dups", 0) for r in reports),
+            "pass": all(r.get("pass") for r in reports),
+            "instances": reports,
+        }
+    per_node = " / ".join(f"{c:.0f}%" for c in node_cpu)
+    merged["cluster_note"] = (
+        f"{len(node_cpu)} node(s), CPU per node {per_node}; redis-server {redis_cpu:.0f}%; "
+        f"publish rate {sum(r.get('publish_rate', 0) for r in reports):.0f}/s"
+    )
+    merged["node_cpu_pct"] = node_cpu
+    merged["redis_cpu_pct"] = redis_cpu
+    return merged
+
+
+def run_cluster(scenario: Scenario, setup: Setup) -> Result:
+    """`nodes` tickwire nodes on one redis-server. With 1 node it is the bar's setup with the
+    Redis broker (node on CPU 0; wireload and redis-server on CPU 1). With 2 nodes (node i on
+    CPU i), wireload instance i holds conns/2 subscribers on node i, filtered to its own symbol,
+    and publishes that symbol to the OTHER node, so every delivery crossed Redis; the instances
+    run at the same time, pinned to the other CPU than their subscribers' node."""
+    start = time.monotonic()
+    secret = secrets.token_hex(32)
+    with tempfile.TemporaryDirectory(prefix="tickwire-bench-redis-") as workdir:
+        redis = redis_server(free_port(), setup.nice, Path(workdir))
+        nodes: list[Server] = []
+        try:
+            redis.wait_tcp_ready()
+            broker = f"redis://127.0.0.1:{redis.port}/0"
+            for i in range(scenario.nodes):
+                port = free_port()
+                env = {**tickwire_env(setup.src, port, secret), "TICKWIRE_BROKER": broker}
+                argv = [setup.python, "-m", "tickwire", "serve"]
+                nodes.append(Server(argv, env, port, setup.nice, setup.src, cpu=str(i % 2)))
+            for node in nodes:
+                node.wait_http_ready("/readyz")
+            token = mint_token(setup, tickwire_env(setup.src, nodes[0].port, secret))
+            runs = []
+            count = scenario.nodes
+            for i in range(count):
+                sub_node, pub_node = nodes[i], nodes[(i + 1) % count]
+                symbol = f"BENCH{i}"
+                part = Scenario(scenario.name, "tickwire", scenario.conns // count, scenario.rate)
+                argv = wireload_argv(
+                    part,
+                    f"http://127.0.0.1:{sub_node.port}/api/stream/prices?symbols={symbol}",
+                    f"http://127.0.0.1:{pub_node.port}/api/publish",
+                    sub_node.pid,
+                    setup.duration,
+                    setup.nice,
+                    cpu=str((i + 1) % 2) if count > 1 else CLIENT_CPU,
+                    body=BODY_TEMPLATE.replace('"BENCH"', f'"{symbol}"'),
+                )
+                runs.append([*argv, "--pub-header", f"Authorization: Bearer {token}"])
+            others = OtherCpu([n.pid for n in nodes] + [redis.pid])
+            redis0 = process_jiffies(redis.pid)
+            t0 = time.monotonic()
+            limit = 60 + 1 + WARMUP_S + setup.duration + 5 + 60
+            procs = [
+                subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for argv in runs
+            ]
+            outputs = []
+            try:
+                for proc in procs:
+                    outputs.append(proc.communicate(timeout=limit))
+            except subprocess.TimeoutExpired as exc:
+                for proc in procs:
+                    proc.kill()
+                raise BenchError(f"wireload did not finish within {limit} s") from exc
+            redis_pct = 100.0 * (process_jiffies(redis.pid) - redis0) / CLK_TCK / (time.monotonic() - t0)
+            other_pct = others.pct()
+            for proc, (_, err) in zip(procs, outputs, strict=True):
+                if setup.verbose or proc.returncode != 0:
+                    sys.stderr.write(err)
+                if proc.returncode != 0:
+                    raise BenchError(f"wireload exited with status {proc.returncode}")
+            for node in nodes:
+                node.check_alive()
+            reports = [parse_report(out) for out, _ in outputs]
+            node_cpu = [float(r.get("server_cpu_pct", 0)) for r in reports]
+            report = _merge_reports(reports, node_cpu, redis_pct)
+        finally:
+            for node in nodes:
+                node.stop()
+            redis.stop()
+    return Result(scenario, report, time.monotonic() - start, other_pct)
+
+
 # -- output -------------------------------------------------------------------------------------------
 
 HEADER = (
@@ -470,6 +625,8 @@ def notes(result: Result) -> str:
         out.append(f"steal {steal:.0f}%")
     if report.get("interrupted"):
         out.append("interrupted")
+    if report.get("cluster_note"):
+        out.append(str(report["cluster_note"]))
     return "; ".join(out).replace("|", "/")
 
 

@@ -1,11 +1,10 @@
-"""The `tickwire` command: serve, token, publish, tail."""
+"""The `tickwire` command: serve, token, publish, tail, record."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
-import time
 from typing import Any
 
 import click
@@ -16,7 +15,6 @@ from tickwire.config import MIN_SECRET_BYTES, Settings, load_settings
 from tickwire.errors import ConfigError
 from tickwire.node import Node
 from tickwire.server.auth import ROLES, issue_token
-from tickwire.wire.sse import SSEParser
 
 
 def _settings(config: str | None, overrides: dict[str, Any]) -> Settings:
@@ -43,8 +41,13 @@ def main() -> None:
 @click.option("--max-conns-per-user", type=int, help="Concurrent connections per user [10].")
 @click.option("--cors-origins", help="Comma-separated allowed origins [*].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(config: str | None, **flags: Any) -> None:
-    """Run a tickwire node."""
+@click.option(
+    "--replay",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Serve this recording (tickwire record) as a deterministic fixture server instead.",
+)
+def serve(config: str | None, replay: str | None, **flags: Any) -> None:
+    """Run a tickwire node (or, with --replay, a fixture server for a recording)."""
     import uvicorn
 
     from tickwire.logs import configure_logging
@@ -52,6 +55,9 @@ def serve(config: str | None, **flags: Any) -> None:
     from tickwire.server.ws_protocol import PROTOCOL_MAX_SIZE, uvicorn_ws_protocol
 
     overrides = {k: v for k, v in flags.items() if v is not None}
+    if replay is not None:
+        _serve_replay(replay, config, overrides)
+        return
     settings = _settings(config, overrides)
     configure_logging(settings.log_level)
     if settings.demo:
@@ -80,6 +86,29 @@ def serve(config: str | None, **flags: Any) -> None:
     )
     _announce(settings)
     server.run()
+
+
+def _serve_replay(path: str, config: str | None, overrides: dict[str, Any]) -> None:
+    import uvicorn
+
+    from tickwire.client.replay import create_replay_app
+
+    if not (overrides.get("secret") or os.environ.get("TICKWIRE_SECRET")):
+        overrides = {**overrides, "secret": "replay-" + "0" * MIN_SECRET_BYTES}  # no auth in replays
+    settings = _settings(config, overrides)
+    try:
+        app = create_replay_app(path, prefix=settings.prefix, keepalive_s=settings.keepalive_s)
+    except (OSError, ValueError) as exc:
+        raise click.UsageError(f"cannot replay {path}: {exc}") from None
+    click.echo(f"tickwire replaying {path} on http://{settings.host}:{settings.port}", err=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,  # open streams only wait for keepalives: do not wait for them
+    )
 
 
 async def _gc_policy(node: Node) -> None:
@@ -177,13 +206,32 @@ def publish(
         click.echo(event_id)
 
 
+def _stream_options(command: Any) -> Any:
+    """The options `tail` and `record` share."""
+    for option in reversed(
+        [
+            click.option(
+                "--transport",
+                type=click.Choice(["sse", "ws", "poll"]),
+                default="sse",
+                show_default=True,
+                help="sse: one HTTP stream; ws: the server's /ws socket; poll: long-polling.",
+            ),
+            click.option("--token", help="Session token [TICKWIRE_TOKEN]."),
+            click.option("--max-events", type=click.IntRange(1), help="Stop after this many events."),
+            click.option(
+                "--duration", type=click.FloatRange(0, min_open=True), help="Stop after this many seconds."
+            ),
+            click.option("--last-event-id", help="Resume after this id."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.argument("url")
-@click.option("--transport", type=click.Choice(["sse"]), default="sse", show_default=True)
-@click.option("--token", help="Session token [TICKWIRE_TOKEN].")
-@click.option("--max-events", type=click.IntRange(1), help="Stop after this many events.")
-@click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop after this many seconds.")
-@click.option("--last-event-id", help="Resume after this id.")
+@_stream_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event per line.")
 def tail(
     url: str,
@@ -194,65 +242,127 @@ def tail(
     last_event_id: str | None,
     as_json: bool,
 ) -> None:
-    """Print the events of a stream URL, e.g. http://127.0.0.1:8080/api/stream/prices."""
-    bearer = token or os.environ.get("TICKWIRE_TOKEN")
-    try:
-        count = asyncio.run(_tail(url, bearer, max_events, duration, last_event_id, as_json))
-    except KeyboardInterrupt:
-        return
+    """Print the events of a stream URL, e.g. http://127.0.0.1:8080/api/stream/prices.
+
+    Runs the resilient client: it reconnects with backoff, resumes, drops duplicates, repairs
+    gaps and falls back to polling; state changes go to stderr."""
+
+    def show(event: Any) -> bool:
+        _print_event(event.type, event.id, event.data, as_json, event.stream)
+        return True
+
+    count = _run_client(url, transport, token, max_events, duration, last_event_id, show)
     click.echo(f"{count} events", err=True)
 
 
-async def _tail(
+@main.command()
+@click.argument("url")
+@click.option(
+    "--out", "out", required=True, type=click.Path(dir_okay=False, writable=True), help="JSONL file."
+)
+@_stream_options
+def record(
     url: str,
+    out: str,
+    transport: str,
     token: str | None,
     max_events: int | None,
     duration: float | None,
     last_event_id: str | None,
-    as_json: bool,
+) -> None:
+    """Record the events of a stream URL to a JSON Lines file (replay it with
+    `tickwire serve --replay FILE`). Control events (connected, resets) are not recorded;
+    --max-events counts recorded events."""
+    from tickwire.client.replay import write_event
+
+    with open(out, "wb") as f:
+
+        def keep(event: Any) -> bool:
+            if write_event(f, event):
+                f.flush()
+                return True
+            return False
+
+        count = _run_client(url, transport, token, max_events, duration, last_event_id, keep)
+    click.echo(f"{count} events recorded to {out}", err=True)
+
+
+def split_stream_url(url: str) -> tuple[str, str, str]:
+    """`http://h:p/api/stream/orders?x=1` -> (`http://h:p`, `/api/stream`, `orders?x=1`)."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise click.BadParameter(f"not an http(s) stream address: {url}", param_hint="URL")
+    base = f"{parsed.scheme}://{parsed.netloc.decode()}"
+    path = parsed.path.rstrip("/")
+    head, sep, rest = path.partition("/strategies/")
+    if sep:
+        prefix, stream = head, "strategies/" + rest
+    else:
+        prefix, _, stream = path.rpartition("/")
+    if not stream:
+        raise click.BadParameter(f"no stream in {url} (e.g. {base}/api/stream/orders)", param_hint="URL")
+    query = parsed.query.decode()
+    return base, prefix or "/", stream + (f"?{query}" if query else "")
+
+
+def _run_client(
+    url: str,
+    transport: str,
+    token: str | None,
+    max_events: int | None,
+    duration: float | None,
+    last_event_id: str | None,
+    handle: Any,
 ) -> int:
-    headers = {"Accept": "text/event-stream"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    if last_event_id:
-        headers["Last-Event-ID"] = last_event_id
+    """Run the client on one stream until --max-events / --duration; the events handled."""
+    from tickwire.client import Client, ClientError, StreamSpec
+
+    base, prefix, stream = split_stream_url(url)
+    spec = StreamSpec.parse(stream)
+    bearer = token or os.environ.get("TICKWIRE_TOKEN") or None
     count = 0
-    deadline = time.monotonic() + duration if duration else None
-    parser = SSEParser()
 
     async def run() -> None:
         nonlocal count
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client:
-            async with client.stream("GET", url, headers=headers) as response:
-                if response.status_code != 200:
-                    body = (await response.aread()).decode(errors="replace")
-                    raise click.ClickException(f"HTTP {response.status_code}: {body}")
-                async for chunk in response.aiter_bytes():
-                    for event in parser.feed(chunk):
-                        _print_event(event.event, event.id, event.data, as_json)
+        client = Client(
+            base,
+            [spec],
+            transport=transport,
+            token=bearer,
+            prefix=prefix,
+            last_event_ids={spec.key: last_event_id} if last_event_id else None,
+        )
+        client.on_state_change(lambda change: click.echo(f"[{change.new.value}] {change.reason}", err=True))
+        try:
+            async with asyncio.timeout(duration), client:
+                async for event in client.events():
+                    if handle(event):
                         count += 1
                         if max_events is not None and count >= max_events:
                             return
+        except TimeoutError:
+            pass
 
     try:
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        await asyncio.wait_for(run(), timeout)
-    except TimeoutError:
+        asyncio.run(run())
+    except KeyboardInterrupt:
         pass
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"stream failed: {exc}") from None
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
     return count
 
 
-def _print_event(event: str, event_id: str | None, data: str, as_json: bool) -> None:
+def _print_event(
+    event: str, event_id: str | None, data: Any, as_json: bool, stream: str | None = None
+) -> None:
     if as_json:
-        try:
-            payload: Any = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            payload = data
-        sys.stdout.write(orjson.dumps({"event": event, "id": event_id, "data": payload}).decode() + "\n")
+        item: dict[str, Any] = {"event": event, "id": event_id, "data": data}
+        if stream:
+            item["stream"] = stream
+        sys.stdout.write(orjson.dumps(item).decode() + "\n")
     else:
-        sys.stdout.write(f"{event} {event_id or '-'} {data}\n")
+        text = data if isinstance(data, str) else orjson.dumps(data).decode()
+        sys.stdout.write(f"{event} {event_id or '-'} {text}\n")
     sys.stdout.flush()
 
 

@@ -53,6 +53,12 @@ class Settings(BaseModel):
         1_048_576, ge=4096, description="per-connection queued bytes before the slow-consumer policy"
     )
     state_capacity: int = Field(1000, ge=10, description="keyed values kept per user and kind")
+    state_ttl_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="Redis broker: a user log's keyed state and counters untouched this long are dropped "
+        "(its next event starts a new epoch); bounds Redis memory",
+    )
     max_query: int = Field(4096, ge=256, description="longest accepted query string, bytes")
     demo_symbols: tuple[str, ...] = Field(
         ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "NVDA"), description="symbols of the market simulator"

@@ -30,9 +30,9 @@ from tickwire.core.sanitize import sanitize
 from tickwire.core.streams import Stream, snapshot_payloads
 from tickwire.core.throttle import Throttle
 from tickwire.domain.portfolio import Portfolio
-from tickwire.errors import ConfigError, PublishError, StreamError
+from tickwire.errors import BrokerUnavailable, ConfigError, PublishError, StreamError
 from tickwire.metrics import Metrics
-from tickwire.publishing import PublishRequest
+from tickwire.publishing import PublishRequest, parse_publish_body
 from tickwire.wire.sse import SSECodec
 
 log = logging.getLogger("tickwire.node")
@@ -48,7 +48,11 @@ def make_broker(settings: Settings) -> Broker:
             public_history=settings.public_buffer,
             state_capacity=settings.state_capacity,
         )
-    raise ConfigError(f"TICKWIRE_BROKER={settings.broker}: only `memory` is supported by this version")
+    if settings.broker.startswith(("redis://", "rediss://", "unix://")):
+        from tickwire.brokers.redis import RedisBroker  # only Redis deployments load it
+
+        return RedisBroker.from_settings(settings)
+    raise ConfigError(f"TICKWIRE_BROKER={settings.broker}: use `memory` or a redis:// URL")
 
 
 class Node:
@@ -131,6 +135,52 @@ class Node:
 
     def on_broadcast(self, type_: str, data: dict[str, Any]) -> None:
         self.hub.broadcast(type_, data)
+
+    # -- shared-broker sink (brokers/base.py ClusterSink) --------------------------
+
+    def on_reset(self, log_name: str, reason: str) -> None:
+        """The broker lost a log's continuity (e.g. Redis restarted without its data):
+        every subscription of it gets `stream:reset` and a fresh snapshot, never silence."""
+        for conn in list(self.hub.connections.values()):
+            for sub in list(conn.subscriptions.values()):
+                if sub.stream.log == log_name and not conn.closing:
+                    sub.holding = True  # live events wait for the new snapshot
+                    self.spawn(self._restart(sub, Reset(reason)), "tickwire-reset")
+        waiters = self._waiters.pop(log_name, None)
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _restart(self, sub: Subscription, reset: Reset) -> None:
+        self._send_reset(sub, reset)
+        try:
+            await self._start_fresh(sub)
+        except BrokerUnavailable:
+            sub.conn.close("broker_unavailable")
+
+    def on_evict(self, serial: int) -> None:
+        """The cluster-wide per-user cap chose this node's connection as the oldest."""
+        conn = self.hub.connections.get(serial)
+        if conn is not None and not conn.closing:
+            self.hub.limit_exceeded(conn)
+            log.info(
+                "connection limit (cluster): closed oldest connection",
+                extra={"client_id": conn.client_id, "user": conn.user, "correlation_id": conn.correlation_id},
+            )
+
+    def watched_logs(self) -> set[str]:
+        return {
+            sub.stream.log for conn in self.hub.connections.values() for sub in conn.subscriptions.values()
+        }
+
+    def local_connections(self) -> list[tuple[str, int]]:
+        return [
+            (c.user, c.serial) for c in self.hub.connections.values() if c.user is not None and not c.closing
+        ]
+
+    async def ingest(self, body: Any) -> list[str | None]:
+        """A publish body that arrived through the broker (Redis ingest stream)."""
+        return await self.publish(parse_publish_body(body))
 
     # -- publishing ----------------------------------------------------------------
 
@@ -245,9 +295,24 @@ class Node:
                 "connection limit: closed oldest connection",
                 extra={"client_id": old.client_id, "user": old.user, "correlation_id": old.correlation_id},
             )
+        if conn.user is not None:
+            self.broker.connection_opened(conn.user, conn.serial, [c.serial for c in evicted])
 
     def unregister(self, conn: Connection) -> None:
+        known = conn.serial in self.hub.connections
         self.hub.remove_connection(conn)
+        if known and conn.user is not None:
+            self.broker.connection_closed(conn.user, conn.serial)
+
+    async def connect_attempt(self, ip: str) -> float | None:
+        """Count a connection attempt (SPEC 5): None when allowed, else seconds to wait.
+        A shared broker counts for the whole cluster; while it is away, this node counts."""
+        if self.broker.shared_limits and self.settings.connect_rate > 0:
+            try:
+                return await self.broker.connect_attempt(ip, self.settings.connect_rate, 60.0)
+            except BrokerUnavailable:
+                pass
+        return self.connect_limiter.attempt(ip)
 
     async def attach(
         self, conn: Connection, stream: Stream, last_event_id: str | None, name: str | None = None
@@ -354,6 +419,8 @@ class Node:
     # -- housekeeping --------------------------------------------------------------
 
     def _user_idle(self, user: str) -> None:
+        if self.broker.manages_buffer_ttl:
+            return  # the broker expires it once the user has no connection on any node
         self._idle_users[user] = self.clock.monotonic()
 
     async def _sweep_idle_users(self, now: float) -> None:

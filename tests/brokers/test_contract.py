@@ -1,9 +1,10 @@
-"""The broker contract: every broker (memory today, Redis next) must pass this suite
-unchanged. It speaks only the `Broker` interface."""
+"""The broker contract: every broker (memory and Redis) must pass this suite unchanged.
+It speaks only the `Broker` interface."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -38,9 +39,26 @@ def memory_factory() -> Broker:
     return MemoryBroker(user_history=HISTORY, public_history=HISTORY, state_capacity=100)
 
 
-@pytest.fixture(params=["memory"])
+def redis_factory(request: pytest.FixtureRequest) -> BrokerFactory:
+    """A RedisBroker on the session's private redis-server, in a key space of its own."""
+    from tickwire.brokers.redis import RedisBroker
+
+    server = request.getfixturevalue("contract_redis")
+    prefix = f"contract-{uuid.uuid4().hex[:10]}"
+
+    def make() -> Broker:
+        return RedisBroker(
+            server.url, prefix=prefix, user_history=HISTORY, public_history=HISTORY, state_capacity=100
+        )
+
+    return make
+
+
+@pytest.fixture(params=["memory", "redis"])
 def factory(request: pytest.FixtureRequest) -> BrokerFactory:
-    return {"memory": memory_factory}[request.param]
+    if request.param == "redis":
+        return redis_factory(request)
+    return memory_factory
 
 
 def run(factory: BrokerFactory, body: Callable[[Broker, Sink], Awaitable[T]]) -> T:

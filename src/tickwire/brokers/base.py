@@ -19,7 +19,7 @@ from tickwire.core.ids import Position
 from tickwire.core.log import Reset
 from tickwire.errors import BrokerUnavailable
 
-__all__ = ["Broker", "BrokerSink", "BrokerUnavailable", "History", "Publication", "Snapshot"]
+__all__ = ["Broker", "BrokerSink", "BrokerUnavailable", "ClusterSink", "History", "Publication", "Snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +68,46 @@ class BrokerSink(Protocol):
     def on_broadcast(self, type_: str, data: dict[str, Any]) -> None: ...
 
 
+class ClusterSink(BrokerSink, Protocol):
+    """What a shared broker (Redis) also asks of a node; each method is optional, a
+    broker looks it up and does without it (the contract tests' sink has none)."""
+
+    def on_reset(self, log: str, reason: str) -> None:
+        """A log's live events could not be repaired: reset its subscriptions."""
+
+    def on_evict(self, serial: int) -> None:
+        """The cluster-wide per-user cap closed this node's connection `serial`."""
+
+    def watched_logs(self) -> set[str]:
+        """The logs some connection of this node reads (repaired after a reconnect)."""
+        ...
+
+    def local_connections(self) -> list[tuple[str, int]]:
+        """(user, serial) of this node's authenticated connections, oldest first."""
+        ...
+
+    async def ingest(self, body: Any) -> list[str | None]:
+        """Validate and publish a POST /api/publish body that arrived through the broker."""
+        ...
+
+
 class Broker(ABC):
     name: str = "broker"
+    # The broker expires user history itself (cluster-wide presence), not the node.
+    manages_buffer_ttl: bool = False
+    # The broker counts connections and connect attempts for every node (`connect_attempt`).
+    shared_limits: bool = False
+
+    def connection_opened(self, user: str, serial: int, evicted: Sequence[int] = ()) -> None:  # noqa: B027
+        """A node registered a user's connection (and closed `evicted` over its own cap)."""
+
+    def connection_closed(self, user: str, serial: int) -> None:  # noqa: B027
+        """A node unregistered a user's connection."""
+
+    async def connect_attempt(self, key: str, limit: int, window_s: float) -> float | None:
+        """Count a connection attempt cluster-wide: None when allowed, else seconds to
+        wait. Only brokers with `shared_limits` implement it."""
+        raise NotImplementedError
 
     @abstractmethod
     async def start(self, sink: BrokerSink) -> None:

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from tickwire.config import Settings
 from tickwire.core.streams import Principal, Stream, resolve_stream
-from tickwire.errors import StreamError
+from tickwire.errors import BrokerUnavailable, StreamError
 from tickwire.node import MAX_POLL_LIMIT, MAX_POLL_WAIT_S, Node
 from tickwire.server.auth import principal_of
 from tickwire.server.http import cors_headers, error_response, json_response
@@ -38,7 +38,7 @@ async def open_stream(request: Request, path: str) -> tuple[Node, Stream, Princi
     node: Node = request.app.state.node
     settings: Settings = node.settings
     await request.app.state.ensure_started()
-    wait = node.connect_limiter.attempt(client_ip(request))
+    wait = await node.connect_attempt(client_ip(request))
     if wait is not None:
         retry = node.connect_limiter.retry_after(wait)
         node.metrics.rejected.labels("connect_rate").inc()
@@ -56,6 +56,8 @@ async def open_stream(request: Request, path: str) -> tuple[Node, Stream, Princi
         stream = await node.check_strategy(stream, principal.user, principal.is_admin)
     except StreamError as exc:
         raise Refused(exc.status, exc.message) from None
+    except BrokerUnavailable as exc:
+        raise Refused(503, f"Broker unavailable, retry later: {exc}") from None
     return node, stream, principal
 
 
@@ -162,5 +164,8 @@ async def poll_endpoint(request: Request) -> Response:
     after = request.query_params.get("after") or None
     if after is not None:
         after = after[:MAX_LAST_EVENT_ID]
-    body = await node.poll(stream, after, limit, wait)
+    try:
+        body = await node.poll(stream, after, limit, wait)
+    except BrokerUnavailable as exc:
+        return error_response(request, 503, f"Broker unavailable, retry later: {exc}")
     return json_response(request, body)

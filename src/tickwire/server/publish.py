@@ -82,7 +82,11 @@ async def publish_endpoint(request: Request) -> Response:
     except PublishError as exc:
         return error_response(request, 400, str(exc), METHODS)
     except BrokerUnavailable as exc:
-        return error_response(request, 503, f"Broker unavailable, nothing was published: {exc}", METHODS)
+        if getattr(exc, "outcome_unknown", False):  # sent, but no answer: it may have been stored
+            message = f"Broker unavailable, the batch may or may not have been published: {exc}"
+        else:
+            message = f"Broker unavailable, nothing was published: {exc}"
+        return error_response(request, 503, message, METHODS)
     return json_response(request, {"ids": ids}, METHODS)
 
 

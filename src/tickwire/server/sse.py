@@ -17,6 +17,7 @@ from tickwire.core.connection import Connection
 from tickwire.core.event import iso_timestamp
 from tickwire.core.outbox import SLOW_CONSUMER
 from tickwire.core.streams import Stream
+from tickwire.errors import BrokerUnavailable
 from tickwire.node import Node
 from tickwire.server.http import CORRELATION_HEADER
 from tickwire.server.streaming import RAW_SEND, EagerSend, Flusher, Waker
@@ -114,7 +115,12 @@ class SSEResponse:
         log.info("sse connected", extra={**extra, "user": self.user, "resume": self.last_event_id})
         aborted = False
         try:
-            recovered = await node.attach(conn, self.stream, self.last_event_id)
+            try:
+                recovered = await node.attach(conn, self.stream, self.last_event_id)
+            except BrokerUnavailable as exc:  # the broker is away: end the response, the client retries
+                log.warning("sse stream not started: broker unavailable", extra={**extra, "error": str(exc)})
+                conn.close("broker_unavailable")
+                recovered = False
             if self.last_event_id is not None:
                 log.info("sse resume", extra={**extra, "recovered": recovered})
             await writer.run()
@@ -186,7 +192,8 @@ class _Writer:
         """Write what is queued, now, unless the task is busy or the socket is full."""
         self._marked = False
         conn = self.conn
-        assert conn is not None
+        if conn is None:  # the response ended after this flush was scheduled
+            return
         if self._flushing or self.sender.parked or conn.outbox.closed is not None or not conn.outbox:
             self.waker.wake()
             return

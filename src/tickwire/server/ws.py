@@ -228,7 +228,7 @@ class WebSocketEndpoint:
         ip: str,
     ) -> None:
         metrics = ws_metrics(node.metrics)
-        wait = node.connect_limiter.attempt(ip)
+        wait = await node.connect_attempt(ip)
         if wait is not None:
             retry = node.connect_limiter.retry_after(wait)
             node.metrics.rejected.labels("connect_rate").inc()

@@ -1,0 +1,203 @@
+-- tickwire publish: stamp a batch atomically (offsets, history, state, strategies) and
+-- fan it out on the `<prefix>:events` channel. Nothing here can fail half-way: every check
+-- comes before the first write.
+--
+-- ARGV: prefix, ms, user_cap, public_cap, state_cap, buffer_ttl_ms, state_ttl_ms, nonce,
+--       kinds ("orders,positions,..."), ingest_id ("" or the ingest entry this batch consumes),
+--       count, batch: a MessagePack array of strings (one argument: cheaper to send than
+--       thousands), per event:
+--       log, type, tick ("1"/"0"), kind ("" = no state), key, strategy ("" = none),
+--       npairs, then npairs x (key JSON, value JSON): the top-level fields of `data`.
+-- Returns epoch, offset, tick per event (flat).
+
+local ms = ARGV[2]
+local user_cap = tonumber(ARGV[3])
+local public_cap = tonumber(ARGV[4])
+local state_cap = tonumber(ARGV[5])
+local buffer_ttl = tonumber(ARGV[6])
+local state_ttl = tonumber(ARGV[7])
+local nonce = ARGV[8]
+local kinds = ARGV[9]
+local ingest_id = ARGV[10]
+local count = tonumber(ARGV[11])
+local B = cmsgpack.unpack(ARGV[12])
+
+local function id_parts(id)
+  local a, b = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(a), tonumber(b)
+end
+
+if ingest_id ~= '' then
+  local ck = P .. ':ingest:cursor'
+  local cur = redis.call('GET', ck)
+  if cur then
+    local ca, cb = id_parts(cur)
+    local ia, ib = id_parts(ingest_id)
+    if ia < ca or (ia == ca and ib <= cb) then
+      return redis.error_reply('TICKWIRE_DUPLICATE ingest entry ' .. ingest_id .. ' was already published')
+    end
+  end
+  redis.call('SET', ck, ingest_id)
+end
+
+-- Keys of user logs get the state TTL once per batch, however many events touched them.
+local expiring = {}
+local function touch(m, key)
+  if m.user and state_ttl > 0 then
+    expiring[key] = true
+  end
+end
+
+local function merge_state(m, kind, key, ks, vs, tick, typ)
+  local hk = m.base .. ':state:' .. kind
+  local cur = redis.call('HGET', hk, key)
+  if cur then
+    local ok, ov = split_object(cur)
+    local index = {}
+    for i = 1, #ok do
+      index[ok[i]] = i
+    end
+    for j = 1, #ks do
+      local i = index[ks[j]]
+      if i then
+        ov[i] = vs[j]
+      else
+        ok[#ok + 1] = ks[j]
+        ov[#ov + 1] = vs[j]
+        index[ks[j]] = #ok
+      end
+    end
+    ks, vs = ok, ov
+  end
+  redis.call('HSET', hk, key, join_object(ks, vs))
+  local rk = m.base .. ':recent:' .. kind
+  local dk = m.base .. ':done:' .. kind
+  local tk = m.base .. ':ticks'
+  local tm = m.base .. ':tickmeta'
+  local member = kind .. '\t' .. key
+  redis.call('ZADD', rk, m.tick, key)
+  if is_done(ks, vs) then
+    redis.call('ZADD', dk, m.tick, key)
+    touch(m, dk)
+  else
+    redis.call('ZREM', dk, key)
+  end
+  if tick then
+    redis.call('ZADD', tk, m.tick, member)
+    redis.call('HSET', tm, member, typ .. '\t' .. num(m.offset) .. '\t' .. ms)
+    touch(m, tk)
+    touch(m, tm)
+  else
+    redis.call('ZREM', tk, member)
+    redis.call('HDEL', tm, member)
+  end
+  local n = 0
+  if not cur then
+    n = redis.call('HLEN', hk)  -- only a new key can take the hash over its bound
+  end
+  while n > state_cap do
+    local victim = redis.call('ZRANGE', dk, 0, 0)[1]
+    if not victim then
+      victim = redis.call('ZRANGE', rk, 0, 0)[1]
+    end
+    if not victim then
+      break
+    end
+    redis.call('HDEL', hk, victim)
+    redis.call('ZREM', rk, victim)
+    redis.call('ZREM', dk, victim)
+    redis.call('ZREM', tk, kind .. '\t' .. victim)
+    redis.call('HDEL', tm, kind .. '\t' .. victim)
+    n = n - 1
+  end
+  touch(m, hk)
+  touch(m, rk)
+end
+
+local logs = {}
+local touched = {}
+local reply = {}
+local parts = {}
+local a = 1
+for _ = 1, count do
+  local log, typ, flag, kind, key, strategy = B[a], B[a + 1], B[a + 2], B[a + 3], B[a + 4], B[a + 5]
+  local np = tonumber(B[a + 6])
+  local ks, vs = {}, {}
+  for j = 1, np do
+    ks[j] = B[a + 5 + 2 * j]
+    vs[j] = B[a + 6 + 2 * j]
+  end
+  a = a + 7 + 2 * np
+
+  local m = logs[log]
+  if not m then
+    m = open_log(log, nonce, kinds, state_ttl)
+    logs[log] = m
+    touched[#touched + 1] = m
+  end
+  local tick = flag == '1'
+  m.tick = m.tick + 1
+  if not tick then
+    m.offset = m.offset + 1
+  end
+  local data = join_object(ks, vs)
+  if not tick then
+    local cap = public_cap
+    if m.user then
+      cap = user_cap
+    end
+    local id = num(m.offset) .. '-' .. num(m.tick)
+    if kind ~= '' then
+      redis.call('XADD', m.base .. ':events', 'MAXLEN', cap, id, 'type', typ, 'data', data, 'ms', ms,
+        'kind', kind, 'key', key)
+    else
+      redis.call('XADD', m.base .. ':events', 'MAXLEN', cap, id, 'type', typ, 'data', data, 'ms', ms)
+    end
+    m.appended = true
+  end
+  if kind ~= '' then
+    merge_state(m, kind, key, ks, vs, tick, typ)
+  end
+  if strategy ~= '' and m.user then
+    local sk = P .. ':strategy:' .. strategy
+    redis.call('SET', sk, m.user, 'NX')
+    if state_ttl > 0 then
+      redis.call('PEXPIRE', sk, state_ttl)
+    end
+  end
+  reply[#reply + 1] = m.epoch
+  reply[#reply + 1] = m.offset
+  reply[#reply + 1] = m.tick
+  local state = 'null,null'
+  if kind ~= '' then
+    state = cjson.encode(kind) .. ',' .. cjson.encode(key)
+  end
+  local tick_flag = '0'
+  if tick then
+    tick_flag = '1'
+  end
+  parts[#parts + 1] = '[' .. cjson.encode(log) .. ',' .. num(m.epoch) .. ',' .. num(m.offset) .. ','
+    .. num(m.tick) .. ',' .. ms .. ',' .. cjson.encode(typ) .. ',' .. tick_flag .. ',' .. state .. ','
+    .. data .. ']'
+end
+
+for key in pairs(expiring) do
+  redis.call('PEXPIRE', key, state_ttl)
+end
+for _, m in ipairs(touched) do
+  redis.call('HSET', m.mk, 'offset', num(m.offset), 'tick', num(m.tick))
+  if m.user then
+    if state_ttl > 0 then
+      redis.call('PEXPIRE', m.mk, state_ttl)
+    end
+    if m.appended then
+      local sk = m.base .. ':events'
+      if redis.call('ZCARD', P .. ':presence:' .. m.user) == 0 and redis.call('PTTL', sk) == -1 then
+        expire_history(m.user, buffer_ttl)
+      end
+    end
+  end
+end
+
+redis.call('PUBLISH', P .. ':events', '{"v":1,"events":[' .. table.concat(parts, ',') .. ']}')
+return reply

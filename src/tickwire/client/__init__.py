@@ -1,0 +1,64 @@
+"""tickwire.client: a resilient Python consumer of tickwire streams.
+
+    from tickwire.client import Client
+
+    async with Client("http://127.0.0.1:8080", ["orders", "prices?symbols=AAPL"], token=token) as client:
+        async for event in client.events():
+            print(event.stream, event.type, event.data)
+
+One `Transport` interface (SSE, WebSocket, poll) under one `Client` with a visible state
+machine, backoff with jitter, resume per stream, dedup, gap repair, fallback to polling and
+return, a bounded priority queue, local state and Prometheus metrics. Modules, one concept
+each: transports (interface, factory), sse, ws, poll, client, state_machine, backoff, queue,
+dedup, gaps, subscriptions, local_state, metrics, config, events, errors, replay (a fixture
+server for users' tests).
+"""
+
+from tickwire.client.backoff import Backoff, BackoffPolicy, backoff
+from tickwire.client.client import Client
+from tickwire.client.config import ClientConfig
+from tickwire.client.errors import (
+    ClientClosed,
+    ClientError,
+    RetriesExhausted,
+    StaleConnection,
+    StreamRefused,
+    TransportError,
+)
+from tickwire.client.events import ClientEvent, Priority, StreamSpec, WireEvent
+from tickwire.client.local_state import LocalState
+from tickwire.client.metrics import ClientMetrics, ClientStats
+from tickwire.client.queue import DeliveryQueue
+from tickwire.client.state_machine import ConnectionState, StateChange
+from tickwire.client.subscriptions import Handle, SubscriptionManager
+from tickwire.client.transports import Endpoint, Session, Transport, create_transport
+
+__all__ = [
+    "Backoff",
+    "BackoffPolicy",
+    "Client",
+    "ClientClosed",
+    "ClientConfig",
+    "ClientError",
+    "ClientEvent",
+    "ClientMetrics",
+    "ClientStats",
+    "ConnectionState",
+    "DeliveryQueue",
+    "Endpoint",
+    "Handle",
+    "LocalState",
+    "Priority",
+    "RetriesExhausted",
+    "Session",
+    "StaleConnection",
+    "StateChange",
+    "StreamRefused",
+    "StreamSpec",
+    "SubscriptionManager",
+    "Transport",
+    "TransportError",
+    "WireEvent",
+    "backoff",
+    "create_transport",
+]

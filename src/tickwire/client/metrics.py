@@ -1,0 +1,185 @@
+"""The client's Prometheus metrics (names from seed 000) and plain counters.
+
+Every metric carries a `client` label (the client's `name`) so several clients can share
+one registry; clients that share a registry share its collectors.
+
+| metric | labels | meaning |
+|---|---|---|
+| `wire_stream_connection_state` | client, transport | 0 disconnected, 1 connecting, 2 connected, 3 reconnecting, 4 fallback, 5 closed |
+| `wire_stream_reconnects_total` | client, transport | connection attempts after the first |
+| `wire_stream_messages_total` | client, transport, type | events accepted (delivered or queued) |
+| `wire_stream_dupes_dropped_total` | client, transport, type | duplicates and stale keyed values dropped |
+| `wire_stream_gaps_detected_total` | client, transport | gaps found (see gaps.py) |
+| `wire_stream_gaps_repaired_total` | client, transport | gaps filled from the events endpoint |
+| `wire_stream_gap_checks_total` | client, transport | gap candidates checked with the server |
+| `wire_stream_resets_total` | client, transport, reason | `stream:reset` surfaced (history lost) |
+| `wire_stream_dropped_total` | client, type, reason | events the delivery queue dropped (ticks only) |
+| `wire_stream_backpressure_total` | client | times the full queue made the client stop reading |
+| `wire_stream_fallback_active` | client | 1 while polling instead of streaming |
+| `wire_stream_fallbacks_total` | client | times the client fell back to polling |
+| `wire_stream_queue_depth` | client | events waiting for the user |
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from tickwire.client.state_machine import ConnectionState
+
+
+class _Collectors:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.state = Gauge(
+            "wire_stream_connection_state",
+            "Client connection state (0 disconnected .. 5 closed)",
+            ["client", "transport"],
+            registry=registry,
+        )
+        self.reconnects = Counter(
+            "wire_stream_reconnects",
+            "Connection attempts after the first",
+            ["client", "transport"],
+            registry=registry,
+        )
+        self.messages = Counter(
+            "wire_stream_messages", "Events accepted", ["client", "transport", "type"], registry=registry
+        )
+        self.dupes = Counter(
+            "wire_stream_dupes_dropped",
+            "Duplicate or stale events dropped",
+            ["client", "transport", "type"],
+            registry=registry,
+        )
+        self.gaps = Counter(
+            "wire_stream_gaps_detected", "Gaps detected", ["client", "transport"], registry=registry
+        )
+        self.repaired = Counter(
+            "wire_stream_gaps_repaired",
+            "Gaps repaired from the events endpoint",
+            ["client", "transport"],
+            registry=registry,
+        )
+        self.gap_checks = Counter(
+            "wire_stream_gap_checks",
+            "Gap candidates checked with the server",
+            ["client", "transport"],
+            registry=registry,
+        )
+        self.resets = Counter(
+            "wire_stream_resets",
+            "Stream resets surfaced",
+            ["client", "transport", "reason"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "wire_stream_dropped",
+            "Events dropped by the delivery queue",
+            ["client", "type", "reason"],
+            registry=registry,
+        )
+        self.backpressure = Counter(
+            "wire_stream_backpressure",
+            "Times the full delivery queue made the client stop reading",
+            ["client"],
+            registry=registry,
+        )
+        self.fallback = Gauge(
+            "wire_stream_fallback_active",
+            "1 while polling instead of streaming",
+            ["client"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "wire_stream_fallbacks", "Falls back to polling", ["client"], registry=registry
+        )
+        self.queue_depth = Gauge(
+            "wire_stream_queue_depth", "Events waiting for the user", ["client"], registry=registry
+        )
+
+
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, _Collectors] = weakref.WeakKeyDictionary()
+
+
+def _collectors(registry: CollectorRegistry) -> _Collectors:
+    found = _by_registry.get(registry)
+    if found is None:
+        found = _by_registry[registry] = _Collectors(registry)
+    return found
+
+
+@dataclass
+class ClientStats:
+    """The same counts as plain numbers, per client."""
+
+    messages: int = 0
+    dupes_dropped: int = 0
+    gap_checks: int = 0
+    gaps_detected: int = 0
+    gaps_repaired: int = 0
+    resets: int = 0
+    reconnects: int = 0
+    fallbacks: int = 0
+    dropped: int = 0
+    backpressure: int = 0
+
+
+class ClientMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None, client: str = "tickwire") -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.client = client
+        self.stats = ClientStats()
+        self._c = _collectors(self.registry)
+        self._transport = ""
+
+    def state(self, state: ConnectionState, transport: str) -> None:
+        if self._transport and self._transport != transport:
+            self._c.state.labels(self.client, self._transport).set(ConnectionState.DISCONNECTED.code)
+        self._transport = transport
+        self._c.state.labels(self.client, transport).set(state.code)
+        self._c.fallback.labels(self.client).set(1 if state == ConnectionState.FALLBACK else 0)
+
+    def reconnect(self, transport: str) -> None:
+        self.stats.reconnects += 1
+        self._c.reconnects.labels(self.client, transport).inc()
+
+    def message(self, transport: str, type_: str) -> None:
+        self.stats.messages += 1
+        self._c.messages.labels(self.client, transport, type_).inc()
+
+    def dupe(self, transport: str, type_: str) -> None:
+        self.stats.dupes_dropped += 1
+        self._c.dupes.labels(self.client, transport, type_).inc()
+
+    def gap_check(self, transport: str) -> None:
+        self.stats.gap_checks += 1
+        self._c.gap_checks.labels(self.client, transport).inc()
+
+    def gap(self, transport: str) -> None:
+        self.stats.gaps_detected += 1
+        self._c.gaps.labels(self.client, transport).inc()
+
+    def repaired(self, transport: str) -> None:
+        self.stats.gaps_repaired += 1
+        self._c.repaired.labels(self.client, transport).inc()
+
+    def reset(self, transport: str, reason: str) -> None:
+        self.stats.resets += 1
+        self._c.resets.labels(self.client, transport, reason).inc()
+
+    def dropped(self, type_: str, reason: str) -> None:
+        self.stats.dropped += 1
+        self._c.dropped.labels(self.client, type_, reason).inc()
+
+    def backpressure(self) -> None:
+        self.stats.backpressure += 1
+        self._c.backpressure.labels(self.client).inc()
+
+    def fallback(self) -> None:
+        self.stats.fallbacks += 1
+        self._c.fallbacks.labels(self.client).inc()
+
+    def queue_depth(self, depth: int) -> None:
+        self._c.queue_depth.labels(self.client).set(depth)
