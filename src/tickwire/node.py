@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 from tickwire.brokers.base import Broker, History, Publication
@@ -188,6 +188,7 @@ class Node:
         """Stamp a validated batch atomically; the ids of the requested events, in order."""
         ms = self.clock.wall_ms()
         ts = iso_timestamp(ms)
+        pending: Awaitable[list[Event]] | None = None
         async with self._publish_lock:
             pubs: list[Publication] = []
             owned: list[int] = []  # index in pubs of each request's own event
@@ -200,7 +201,12 @@ class Node:
                     pubs.extend(self._derive(req, data, ts))
                 except ValueError as exc:  # the domain refused it (e.g. an impossible fill)
                     raise PublishError(str(exc), index if len(requests) > 1 else None) from None
-            events = await self.broker.publish(pubs, ms)
+            if self.broker.ordered_submit:  # the order is fixed here; wait for it unlocked
+                pending = self.broker.submit(pubs, ms)
+            else:
+                events = await self.broker.publish(pubs, ms)
+        if pending is not None:
+            events = await pending
         marks: list[tuple[str, dict[str, Any]]] = []
         for event in events:
             self.metrics.published.labels(event.type).inc()
@@ -265,7 +271,10 @@ class Node:
             )
             for user, position in marks
         ]
-        await self.broker.publish(pubs, ms)
+        if self.broker.ordered_submit:
+            await self.broker.submit(pubs, ms)  # queued behind what was derived before
+        else:
+            await self.broker.publish(pubs, ms)
 
     async def broadcast_test(self, message: str) -> int:
         data = {"message": message, "timestamp": iso_timestamp(self.clock.wall_ms())}

@@ -10,7 +10,7 @@ this interface only.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -97,6 +97,13 @@ class Broker(ABC):
     manages_buffer_ttl: bool = False
     # The broker counts connections and connect attempts for every node (`connect_attempt`).
     shared_limits: bool = False
+    # `submit` fixes a batch's place in the order when called, so the node need not hold
+    # its publish lock while the batch travels to the broker and back.
+    ordered_submit: bool = False
+
+    def submit(self, pubs: Sequence[Publication], ms: int) -> Awaitable[list[Event]]:
+        """Like `publish`, but the batch is queued (in call order) before this returns."""
+        return self.publish(pubs, ms)
 
     def connection_opened(self, user: str, serial: int, evicted: Sequence[int] = ()) -> None:  # noqa: B027
         """A node registered a user's connection (and closed `evicted` over its own cap)."""

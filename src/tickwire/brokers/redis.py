@@ -144,6 +144,14 @@ class _Track:
     pending: list[Event] = field(default_factory=list)
 
 
+async def _done(value: list[Event]) -> list[Event]:
+    return value
+
+
+async def _failed(error: BaseException) -> list[Event]:
+    raise error
+
+
 def _position(head: list[Any]) -> Position:
     return Position(int(head[0]), int(head[1]), int(head[2]))
 
@@ -156,6 +164,7 @@ class RedisBroker(Broker):
     name = "redis"
     manages_buffer_ttl = True
     shared_limits = True
+    ordered_submit = True
 
     def __init__(
         self,
@@ -232,6 +241,7 @@ class RedisBroker(Broker):
         self._sub_seen = 0.0
         self._connected_before = False
         self._presence_q: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._outgoing: asyncio.Queue[tuple[list[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._repair_slots = asyncio.Semaphore(REPAIR_CONCURRENCY)
         self._stopping = False
         self.stats = {"repairs": 0, "resets": 0, "reconnects": 0, "ingested": 0}
@@ -256,6 +266,7 @@ class RedisBroker(Broker):
         self._spawn(self._subscriber(), "tickwire-redis-subscriber")
         self._spawn(self._heartbeat(), "tickwire-redis-heartbeat")
         self._spawn(self._presence_worker(), "tickwire-redis-presence")
+        self._spawn(self._writer(), "tickwire-redis-writer")
         if self.ingest_enabled and callable(getattr(sink, "ingest", None)):
             self._spawn(self._ingest_loop(), "tickwire-redis-ingest")
         with contextlib.suppress(TimeoutError):
@@ -278,6 +289,10 @@ class RedisBroker(Broker):
             await asyncio.wait_for(
                 self._eval("heartbeat", [self.node_id, self.dead_after_ms, self.buffer_ttl_ms, 1]), 1.0
             )
+        while not self._outgoing.empty():
+            _, fut = self._outgoing.get_nowait()
+            if not fut.done():
+                fut.set_exception(BrokerUnavailable("the Redis broker stopped"))
         self._subscribed = False
         self._sink = None
         with contextlib.suppress(RedisError, OSError):
@@ -306,22 +321,20 @@ class RedisBroker(Broker):
     # -- publishing --------------------------------------------------------------
 
     async def publish(self, pubs: Sequence[Publication], ms: int) -> list[Event]:
+        return await self.submit(pubs, ms)
+
+    def submit(self, pubs: Sequence[Publication], ms: int) -> Awaitable[list[Event]]:
+        """Queue the batch now (its place in the order is fixed by this call); the awaitable
+        gives the stamped events once this node's subscription delivered them.
+
+        One writer task sends queued batches in order, pipelined (all that queued while the
+        previous round trip was in flight go in one), so a node's publishes are ordered
+        without holding a lock across the round trip.
+        """
         if not pubs:
-            return []
+            return _done([])
         holder = _INGEST.get()
         ingest_id = holder.pop() if holder else ""
-        args: list[Any] = [
-            ms,
-            self.user_history,
-            self.public_history,
-            self.state_capacity,
-            self.buffer_ttl_ms,
-            self.state_ttl_ms,
-            new_epoch(),
-            self._kinds,
-            ingest_id,
-            len(pubs),
-        ]
         flat: list[str | bytes] = []
         dumps = orjson.dumps
         for pub in pubs:
@@ -339,17 +352,29 @@ class RedisBroker(Broker):
                 if type(name) is not str:
                     raise PublishError(f"{pub.type}: data keys must be strings, got {name!r}")
                 flat += [dumps(name), dumps(value)]
-        args.append(msgpack.packb(flat, use_bin_type=False))
-        try:
-            reply = await self._eval("publish", args)
-        except ResponseError as exc:
-            if "TICKWIRE_DUPLICATE" in str(exc):
-                raise IngestDuplicate(str(exc)) from None
-            raise self._unavailable(exc) from None
-        except (RedisError, OSError) as exc:
-            if "connecting" in str(exc).lower():  # never reached Redis: certainly not stored
-                raise self._unavailable(exc) from None
-            raise PublishOutcomeUnknown(str(self._unavailable(exc))) from None
+        args: list[Any] = [
+            ms,
+            self.user_history,
+            self.public_history,
+            self.state_capacity,
+            self.buffer_ttl_ms,
+            self.state_ttl_ms,
+            new_epoch(),
+            self._kinds,
+            ingest_id,
+            len(pubs),
+            msgpack.packb(flat, use_bin_type=False),
+        ]
+        if self._stopping:
+            return _failed(BrokerUnavailable("the Redis broker is stopped"))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._outgoing.put_nowait((args, fut))
+        return self._stamped(pubs, ms, fut)
+
+    async def _stamped(
+        self, pubs: Sequence[Publication], ms: int, reply_fut: asyncio.Future[Any]
+    ) -> list[Event]:
+        reply = await reply_fut
         events = []
         last: dict[str, Position] = {}
         for i, pub in enumerate(pubs):
@@ -361,6 +386,60 @@ class RedisBroker(Broker):
                 if not await self._delivered(log_name, pos, self.echo_timeout_s):
                     self._request_repair(log_name)
         return events
+
+    async def _writer(self) -> None:
+        """Send queued batches in order, pipelined; answer each one's future."""
+        sha = self._scripts["publish"].sha
+        while not self._stopping:
+            batch = [await self._outgoing.get()]
+            while not self._outgoing.empty() and len(batch) < 256:
+                batch.append(self._outgoing.get_nowait())
+            todo = batch
+            for _attempt in range(2):
+                try:
+                    if len(todo) == 1:  # a plain command costs less than a pipeline of one
+                        try:
+                            results = [await self._r.evalsha(sha, 0, self.prefix, *todo[0][0])]
+                        except ResponseError as exc:
+                            results = [exc]
+                    else:
+                        async with self._r.pipeline(transaction=False) as pipe:
+                            for args, _ in todo:
+                                pipe.evalsha(sha, 0, self.prefix, *args)
+                            results = await pipe.execute(raise_on_error=False)
+                except asyncio.CancelledError:
+                    for _, fut in todo:
+                        if not fut.done():
+                            fut.set_exception(BrokerUnavailable("the Redis broker stopped"))
+                    raise
+                except (RedisError, OSError) as exc:
+                    if "connecting" in str(exc).lower():  # never reached Redis: certainly not stored
+                        error: BrokerUnavailable = self._unavailable(exc)
+                    else:
+                        error = PublishOutcomeUnknown(str(self._unavailable(exc)))
+                    for _, fut in todo:
+                        if not fut.done():
+                            fut.set_exception(error)
+                    break
+                retry = []
+                for (args, fut), result in zip(todo, results, strict=True):
+                    if isinstance(result, NoScriptError):
+                        retry.append((args, fut))  # not run: Redis lost its scripts (a restart)
+                    elif isinstance(result, ResponseError):
+                        if "TICKWIRE_DUPLICATE" in str(result):
+                            fut.set_exception(IngestDuplicate(str(result)))
+                        else:
+                            fut.set_exception(self._unavailable(result))
+                    elif not fut.done():
+                        fut.set_result(result)
+                if not retry:
+                    break
+                todo = retry
+                with contextlib.suppress(RedisError, OSError):
+                    await self._r.script_load(self._scripts["publish"].text)
+            for _, fut in todo:
+                if not fut.done():
+                    fut.set_exception(BrokerUnavailable("Redis lost the publish script twice"))
 
     async def broadcast(self, type_: str, data: dict[str, Any]) -> None:
         await self._control({"t": "broadcast", "type": type_, "data": data})
