@@ -113,8 +113,8 @@ class Broker(ABC):
 
     async def connect_attempt(self, key: str, limit: int, window_s: float) -> float | None:
         """Count a connection attempt cluster-wide: None when allowed, else seconds to
-        wait. Only brokers with `shared_limits` implement it."""
-        raise NotImplementedError
+        wait. Only brokers with `shared_limits` count attempts; the node asks no other."""
+        raise TypeError(f"{type(self).__name__} does not share limits: the node counts attempts itself")
 
     @abstractmethod
     async def start(self, sink: BrokerSink) -> None:
