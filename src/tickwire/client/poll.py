@@ -22,7 +22,7 @@ import orjson
 
 from tickwire.client.errors import TransportError
 from tickwire.client.events import CONNECTED, RESET, StreamSpec, WireEvent
-from tickwire.client.transports import Endpoint, InboxSession, http_failure
+from tickwire.client.transports import Endpoint, InboxSession, add_streams, http_failure
 
 IDLE_S = 1.0
 
@@ -92,11 +92,7 @@ class PollTransport:
 
     async def open(self, wanted: Mapping[str, StreamSpec], last_ids: Mapping[str, str | None]) -> PollSession:
         session = PollSession(self.endpoint)
-        try:
-            await asyncio.gather(*(session.add(spec, last_ids.get(name)) for name, spec in wanted.items()))
-        except BaseException:
-            await session.close()
-            raise
+        await add_streams(session, wanted, last_ids)
         return session
 
 

@@ -15,7 +15,7 @@ import httpx
 
 from tickwire.client.errors import TransportError
 from tickwire.client.events import StreamSpec, WireEvent
-from tickwire.client.transports import Endpoint, InboxSession, decode_data, http_failure
+from tickwire.client.transports import Endpoint, InboxSession, add_streams, decode_data, http_failure
 from tickwire.wire.sse import SSEParser
 
 _MAX_ERROR_BODY = 4096
@@ -30,11 +30,7 @@ class SSETransport:
 
     async def open(self, wanted: Mapping[str, StreamSpec], last_ids: Mapping[str, str | None]) -> SSESession:
         session = SSESession(self.endpoint)
-        try:
-            await asyncio.gather(*(session.add(spec, last_ids.get(name)) for name, spec in wanted.items()))
-        except BaseException:
-            await session.close()
-            raise
+        await add_streams(session, wanted, last_ids)
         return session
 
 

@@ -161,6 +161,18 @@ class InboxSession:
             await asyncio.wait(tasks)
 
 
+async def add_streams(
+    session: InboxSession, wanted: Mapping[str, StreamSpec], last_ids: Mapping[str, str | None]
+) -> None:
+    """Open every wanted stream on a per-stream session (SSE, poll); all or nothing."""
+    add = session.add  # type: ignore[attr-defined]
+    try:
+        await asyncio.gather(*(add(spec, last_ids.get(name)) for name, spec in wanted.items()))
+    except BaseException:
+        await session.close()
+        raise
+
+
 def create_transport(name: str, endpoint: Endpoint) -> Transport:
     """The transport called `name` ("sse", "ws" or "poll")."""
     if name == "sse":
