@@ -44,6 +44,18 @@ class CountingSink:
     def on_broadcast(self, type_: str, data: dict[str, Any]) -> None:
         pass
 
+    def on_reset(self, log: str, reason: str) -> None:
+        pass
+
+    def on_evict(self, serial: int) -> None:
+        pass
+
+    def watched_logs(self) -> set[str]:
+        return set()
+
+    def local_connections(self) -> list[tuple[str, int]]:
+        return []
+
 
 def free_port() -> int:
     with socket.socket() as s:

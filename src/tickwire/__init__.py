@@ -12,7 +12,7 @@ from tickwire.core.event import Event
 from tickwire.core.streams import Principal
 from tickwire.errors import BrokerUnavailable, ConfigError, PublishError, StreamError, TickwireError
 from tickwire.node import Node
-from tickwire.publishing import PublishRequest, parse_publish_body
+from tickwire.pipeline import PublishRequest, parse_publish_body
 from tickwire.server.app import create_app
 from tickwire.server.auth import issue_token, verify_token
 

@@ -50,9 +50,9 @@ def serve(config: str | None, replay: str | None, **flags: Any) -> None:
     """Run a tickwire node (or, with --replay, a fixture server for a recording)."""
     import uvicorn
 
+    from tickwire.drivers.uvicorn_ws import PROTOCOL_MAX_SIZE, uvicorn_ws_protocol
     from tickwire.logs import configure_logging
     from tickwire.server.app import create_app
-    from tickwire.server.ws_protocol import PROTOCOL_MAX_SIZE, uvicorn_ws_protocol
 
     overrides = {k: v for k, v in flags.items() if v is not None}
     if replay is not None:
@@ -97,7 +97,9 @@ def _serve_replay(path: str, config: str | None, overrides: dict[str, Any]) -> N
         overrides = {**overrides, "secret": "replay-" + "0" * MIN_SECRET_BYTES}  # no auth in replays
     settings = _settings(config, overrides)
     try:
-        app = create_replay_app(path, prefix=settings.prefix, keepalive_s=settings.keepalive_s)
+        app = create_replay_app(
+            path, prefix=settings.prefix, keepalive_s=settings.keepalive_s, retry_ms=settings.retry_ms
+        )
     except (OSError, ValueError) as exc:
         raise click.UsageError(f"cannot replay {path}: {exc}") from None
     click.echo(f"tickwire replaying {path} on http://{settings.host}:{settings.port}", err=True)

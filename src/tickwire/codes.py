@@ -14,11 +14,15 @@ A client decides what to do after a close from the code alone:
 
 4xxx codes are application codes (RFC 6455 section 7.4.2); the last three digits mirror
 the HTTP status they correspond to. `error` messages carry one of `ERROR_CODES`.
+
+Inside the server a connection closes for a `CloseReason` (the core's vocabulary, shared
+by SSE and WebSocket); `CLOSE_FOR_REASON` says which close code a WebSocket gets for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,42 @@ CLOSE_CODES: dict[int, CloseCode] = {
     )
 }
 
+
+class CloseReason(StrEnum):
+    """Why a connection closes (`Connection.close`); also the `reason` label of metrics."""
+
+    SLOW_CONSUMER = "slow_consumer"  # the outbox passed its bound (SPEC 4)
+    CONNECTION_LIMIT = "connection_limit"  # a newer connection of the user took its place
+    SHUTDOWN = "shutdown"  # the node is stopping
+    IDLE_TIMEOUT = "idle_timeout"  # nothing either way for TICKWIRE_IDLE_TIMEOUT_S
+    UNAUTHORIZED = "unauthorized"  # bad credentials on a WebSocket
+    POLICY = "policy"  # the client broke a bound (message size, command rate)
+    PING_TIMEOUT = "ping_timeout"  # two WebSocket pings unanswered
+    INTERNAL = "internal"  # a bug: this connection only
+    CLIENT_GONE = "client_gone"  # the peer went away: nothing to send
+    BROKER_UNAVAILABLE = "broker_unavailable"  # the stream could not start or restart
+
+
+CLOSE_FOR_REASON: dict[str, CloseCode] = {
+    CloseReason.SLOW_CONSUMER: SLOW_CONSUMER,
+    CloseReason.CONNECTION_LIMIT: CONNECTION_LIMIT,
+    CloseReason.SHUTDOWN: GOING_AWAY,
+    CloseReason.IDLE_TIMEOUT: CloseCode(1000, "idle_timeout", True, "idle timeout: nothing sent either way"),
+    CloseReason.UNAUTHORIZED: UNAUTHORIZED,
+    CloseReason.POLICY: POLICY_VIOLATION,
+    CloseReason.PING_TIMEOUT: CloseCode(1011, "ping_timeout", True, "ping timeout: two pings unanswered"),
+    CloseReason.INTERNAL: INTERNAL_ERROR,
+    CloseReason.BROKER_UNAVAILABLE: CloseCode(
+        1011, "broker_unavailable", True, "broker unavailable: reconnect and resume"
+    ),
+}
+
+
+def close_code(reason: str) -> CloseCode:
+    """The close code a WebSocket closed for `reason` gets (1011 for anything unknown)."""
+    return CLOSE_FOR_REASON.get(reason, INTERNAL_ERROR)
+
+
 # `error` message codes: stable strings clients can switch on.
 BAD_REQUEST = "bad_request"
 UNKNOWN_TYPE = "unknown_type"
@@ -79,4 +119,5 @@ ERROR_FOR_STATUS: dict[int, str] = {
     401: UNAUTHORIZED_ERROR,
     403: FORBIDDEN,
     404: NOT_FOUND,
+    503: INTERNAL,
 }

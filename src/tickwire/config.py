@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tickwire.errors import ConfigError
 
@@ -60,6 +60,22 @@ class Settings(BaseModel):
         "(its next event starts a new epoch); bounds Redis memory",
     )
     max_query: int = Field(4096, ge=256, description="longest accepted query string, bytes")
+    # Protocol bounds (SPEC 5-7, 9). The defaults are the SPEC's numbers.
+    max_last_event_id: int = Field(
+        256, ge=32, le=4096, description="longest resume id read; longer ones are cut (and then reset)"
+    )
+    max_symbols: int = Field(200, ge=1, le=10_000, description="symbols per stream (`?symbols=`)")
+    poll_default_limit: int = Field(100, ge=1, le=100_000, description="events per poll without `limit`")
+    poll_max_limit: int = Field(1000, ge=1, le=100_000, description="largest `limit` of a poll")
+    poll_max_wait_s: float = Field(30.0, ge=0, le=600, description="longest `wait` of a long-poll")
+    publish_max_batch: int = Field(1000, ge=1, le=100_000, description="events per publish batch")
+    ws_max_message_bytes: int = Field(
+        64 * 1024, ge=1024, le=1 << 20, description="largest WebSocket message from a client (1008 beyond)"
+    )
+    ws_max_subscriptions: int = Field(100, ge=1, le=10_000, description="streams per WebSocket")
+    ws_max_commands_per_s: int = Field(
+        50, ge=1, le=10_000, description="WebSocket commands per second (bursts of as many)"
+    )
     demo_symbols: tuple[str, ...] = Field(
         ("AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "NVDA"), description="symbols of the market simulator"
     )
@@ -105,6 +121,12 @@ class Settings(BaseModel):
                 f"must be at least {MIN_SECRET_BYTES} bytes for HS256 (e.g. `openssl rand -hex 32`)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _poll_limits(self) -> Settings:
+        if self.poll_default_limit > self.poll_max_limit:
+            raise ValueError("poll_default_limit must not exceed poll_max_limit")
+        return self
 
     @property
     def throttle_s(self) -> float:
@@ -178,7 +200,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
     lines = []
     for err in exc.errors():
-        field = str(err["loc"][0]) if err["loc"] else "?"
+        if not err["loc"]:  # a rule across settings: its input is every setting, secret included
+            lines.append(str(err["msg"]).removeprefix("Value error, "))
+            continue
+        field = str(err["loc"][0])
         where = sources.get(field, field)
         got = "(hidden)" if field == "secret" else repr(err.get("input"))
         lines.append(f"{where}: {err['msg']} (got {got})")

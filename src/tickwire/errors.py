@@ -1,13 +1,27 @@
-"""The exception tree of tickwire.
+"""The exception tree of tickwire: every error raised on purpose has one root.
 
 TickwireError
-├── ConfigError        invalid configuration (file, env, flags): says which key and why
-├── PublishError       an event that cannot be published (HTTP 400); nothing was stamped
-├── BrokerUnavailable  the broker cannot be reached (HTTP 503 on publish)
-└── StreamError        a stream request that cannot be served (HTTP status + message)
+├── ConfigError            invalid configuration (file, env, flags): says which key and why
+├── PublishError           an event that cannot be published (HTTP 400); nothing was stamped
+├── BrokerUnavailable      the broker cannot be reached (HTTP 503; /readyz 503)
+│   ├── PublishOutcomeUnknown  the batch was sent but never answered: it may be stored
+│   └── IngestDuplicate        an ingest entry another node already published
+├── Refused                a request that cannot be served: HTTP status, message, headers
+│   └── StreamError        a stream that cannot be served (404 unknown, 403 not yours, ...)
+├── ProtocolError          a WebSocket command the server will not run (`error` message)
+├── DecodeError            a frame that is not one valid message in its encoding
+├── MalformedId            text that is not an event id this server could have issued
+├── PeerGone               a client's socket went away (or refuses writes): stop writing
+└── ClientError            the Python client's errors (tickwire.client.errors)
+
+Messages are written for the person who must act on them: what is wrong and what to do.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+
+Rid = str | int | None
 
 
 class TickwireError(Exception):
@@ -29,14 +43,75 @@ class PublishError(TickwireError, ValueError):
 class BrokerUnavailable(TickwireError):
     """The broker cannot be reached: publishing fails loudly (503)."""
 
+    # True when the request reached the broker but no answer came back.
+    outcome_unknown = False
 
-class StreamError(TickwireError):
-    """A stream request that cannot be served: HTTP status and client message."""
 
-    def __init__(self, status: int, message: str) -> None:
+class PublishOutcomeUnknown(BrokerUnavailable):
+    """The batch was sent but the broker never answered: it may or may not be stored."""
+
+    outcome_unknown = True
+
+
+class IngestDuplicate(BrokerUnavailable):
+    """The ingest entry was already published (by this or another node)."""
+
+
+class Refused(TickwireError):
+    """A request the server answers with an HTTP error: status, message, extra headers."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
 
 
-__all__ = ["BrokerUnavailable", "ConfigError", "PublishError", "StreamError", "TickwireError"]
+class StreamError(Refused):
+    """A stream request that cannot be served: HTTP status and client message."""
+
+
+class ProtocolError(TickwireError):
+    """A WebSocket command the server will not run: answered with an `error` message."""
+
+    def __init__(self, code: str, message: str, rid: Rid = None, stream: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.rid = rid
+        self.stream = stream
+
+
+class DecodeError(TickwireError, ValueError):
+    """A frame that is not one valid message in the connection's encoding."""
+
+
+class MalformedId(TickwireError, ValueError):
+    """The text is not an id this server could have issued."""
+
+
+class PeerGone(TickwireError, ConnectionError):
+    """The peer went away, or the server refuses to write to it any more."""
+
+
+def show(value: object, limit: int = 40) -> str:
+    """`value` as it appears in an error message: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+__all__ = [
+    "BrokerUnavailable",
+    "ConfigError",
+    "DecodeError",
+    "IngestDuplicate",
+    "MalformedId",
+    "PeerGone",
+    "ProtocolError",
+    "PublishError",
+    "PublishOutcomeUnknown",
+    "Refused",
+    "StreamError",
+    "TickwireError",
+    "show",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -19,6 +19,7 @@ from tickwire.core.outbox import DeliveryStats
 
 TRANSPORTS = ("sse", "ws")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
@@ -41,10 +42,40 @@ class Metrics:
         self.throttled = 0
         self.connections: Callable[[], dict[str, int]] = dict
         self.outbox_bytes: Callable[[], int] = lambda: 0
+        self.ws = WSMetrics(self.registry)
         self.registry.register(_CoreCollector(self))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class WSMetrics:
+    """WebSocket health: ping round trips, missed pongs, closes and errors by kind."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rtt = Histogram(
+            "tickwire_ws_rtt_seconds",
+            "Round trip of server ping frames (ping sent to pong received)",
+            buckets=RTT_BUCKETS,
+            registry=registry,
+        )
+        self.missed_pongs = Counter(
+            "tickwire_ws_missed_pongs", "Server pings not answered within one interval", registry=registry
+        )
+        self.closes = Counter(
+            "tickwire_ws_closes", "WebSocket connections ended, by reason", ["reason"], registry=registry
+        )
+        self.errors = Counter(
+            "tickwire_ws_errors", "`error` messages sent, by code", ["code"], registry=registry
+        )
+        self.sockets = Gauge(
+            "tickwire_ws_sockets",
+            "Open WebSocket connections, registered with the hub or not",
+            registry=registry,
+        )
+        self.lagging = Gauge(
+            "tickwire_ws_lagging", "WebSocket connections whose last ping is unanswered", registry=registry
+        )
 
 
 class FastHistogram:

@@ -1,16 +1,17 @@
 """The broker contract: every broker (memory and Redis) must pass this suite unchanged.
-It speaks only the `Broker` interface."""
+It speaks only the `Broker` interface (and the sink only the `BrokerSink` protocol)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
-from tickwire.brokers.base import Broker, Publication
+from support.sinks import RecordingSink as Sink
+from tickwire.brokers.base import Batch, Broker, Publication
 from tickwire.brokers.memory import MemoryBroker
 from tickwire.core.event import Event
 from tickwire.core.ids import Position
@@ -18,18 +19,6 @@ from tickwire.core.log import AHEAD, TOO_OLD, UNKNOWN_EPOCH
 
 T = TypeVar("T")
 HISTORY = 10
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.broadcasts: list[tuple[str, dict[str, Any]]] = []
-
-    def on_event(self, event: Event) -> None:
-        self.events.append(event)
-
-    def on_broadcast(self, type_: str, data: dict[str, Any]) -> None:
-        self.broadcasts.append((type_, data))
 
 
 BrokerFactory = Callable[[], Broker]
@@ -67,9 +56,12 @@ def run(factory: BrokerFactory, body: Callable[[Broker, Sink], Awaitable[T]]) ->
         sink = Sink()
         await broker.start(sink)
         try:
-            return await body(broker, sink)
+            result = await body(broker, sink)
         finally:
             await broker.stop()
+        assert sink.resets == [], "a broker reset a log nothing had lost"
+        assert sink.evicted == [], "no connection of this sink was registered"
+        return result
 
     return asyncio.run(main())
 
@@ -262,6 +254,18 @@ def test_concurrent_publishers_get_one_strict_order(factory: BrokerFactory) -> N
         await asyncio.gather(publisher("x"), publisher("y"))
         offsets = [pos_of(e).offset for e in sink.events]
         assert offsets == list(range(1, 201))
+
+    run(factory, body)
+
+
+def test_submit_fixes_the_order_before_anything_is_awaited(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        pending = [broker.submit(Batch([alert("a", i), alert("a", i)], 1)) for i in range(20)]
+        results = await asyncio.gather(*pending)
+        offsets = [pos_of(e).offset for batch in results for e in batch]
+        assert offsets == list(range(1, 41))
+        assert [e.id for e in sink.events] == [e.id for batch in results for e in batch]
+        assert await broker.submit(Batch([], 1)) == []
 
     run(factory, body)
 

@@ -5,7 +5,8 @@ from tickwire.core.connection import Connection
 from tickwire.core.event import Event
 from tickwire.core.hub import Hub
 from tickwire.core.ids import Position
-from tickwire.core.streams import ANONYMOUS, Principal, resolve_stream
+from tickwire.core.streams import ANONYMOUS, Principal
+from tickwire.domain.catalog import resolve_stream
 from tickwire.wire.sse import SSECodec, SSEParser
 
 CODEC = SSECodec()
@@ -152,7 +153,12 @@ def test_error_alerts_are_urgent_and_never_throttled() -> None:
     live(hub, c, "alerts", who=Principal("alice"))
     for i in range(3):
         e = Event(
-            "alert:new", {"level": "error", "i": i}, "user:alice", Position(1, i + 1, i + 1), 0, key="k"
+            "alert:new",
+            {"level": "error", "i": i, "urgent": True},  # as the pipeline flags it
+            "user:alice",
+            Position(1, i + 1, i + 1),
+            0,
+            key="k",
         )
         assert e.urgent
         hub.dispatch(e)

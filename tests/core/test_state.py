@@ -35,7 +35,7 @@ def test_ticks_after_lists_only_tick_changes_after_the_position() -> None:
 
 
 def test_capacity_evicts_finished_entries_first() -> None:
-    state = KeyedState(capacity=3)
+    state = KeyedState(capacity=3, finished=lambda value: value.get("status") == "filled")
     state.merge("o1", {"status": "filled"}, p(1, 1), tick=False, type_="order:update", ms=1)
     state.merge("o2", {"status": "new"}, p(2, 2), tick=False, type_="order:update", ms=1)
     state.merge("o3", {"status": "new"}, p(3, 3), tick=False, type_="order:update", ms=1)

@@ -1,6 +1,10 @@
 """The Redis broker beyond the shared contract: what only a shared, restartable broker has
 (epochs that outlive nodes, gap repair, presence, cluster-wide limits, exact numbers in
-state merged by Lua). In-process brokers on a private redis-server."""
+state merged by Lua). In-process brokers on a private redis-server.
+
+No test sleeps for time to pass: they wait on what the broker reports (a sink's
+deliveries, presence updates applied, a control marker come back), drive the heartbeat one
+step at a time, and move an injected `FakeClock`."""
 
 from __future__ import annotations
 
@@ -14,43 +18,13 @@ import pytest
 import redis
 
 from support.redis_server import RedisServer
-from tickwire.brokers.base import Publication
+from support.sinks import RecordingSink as Sink
+from tickwire.brokers.base import Batch, Publication
 from tickwire.brokers.redis import RedisBroker
-from tickwire.core.event import Event
+from tickwire.core.clock import FakeClock
 from tickwire.core.ids import Position
 from tickwire.core.log import UNKNOWN_EPOCH
-
-
-class Sink:
-    """A node as the broker sees it: records deliveries, resets and evictions."""
-
-    def __init__(self, watched: set[str] | None = None) -> None:
-        self.events: list[Event] = []
-        self.resets: list[tuple[str, str]] = []
-        self.evicted: list[int] = []
-        self.watched = watched or set()
-        self.conns: list[tuple[str, int]] = []
-
-    def on_event(self, event: Event) -> None:
-        self.events.append(event)
-
-    def on_broadcast(self, type_: str, data: dict[str, Any]) -> None:
-        pass
-
-    def on_reset(self, log: str, reason: str) -> None:
-        self.resets.append((log, reason))
-
-    def on_evict(self, serial: int) -> None:
-        self.evicted.append(serial)
-
-    def watched_logs(self) -> set[str]:
-        return self.watched
-
-    def local_connections(self) -> list[tuple[str, int]]:
-        return self.conns
-
-    def ids(self, log: str) -> list[str | None]:
-        return [e.id for e in self.events if e.log == log]
+from tickwire.errors import IngestDuplicate
 
 
 def alert(user: str, i: int) -> Publication:
@@ -65,11 +39,24 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(body())
 
 
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
+async def wait_for(check: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait for a condition only a Redis round trip (or a reconnect) can make true."""
     deadline = time.monotonic() + within
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.01)
+
+
+async def settle(*nodes: tuple[RedisBroker, Sink]) -> None:
+    """Every presence update queued so far is applied, and every node's subscription has
+    handled what Redis announced meanwhile (evictions): a broadcast published after them
+    came back to each node."""
+    for broker, _ in nodes:
+        await asyncio.wait_for(broker.presence.settled(), 5.0)
+    for broker, sink in nodes:
+        marker = {"settle": uuid.uuid4().hex}
+        await broker.broadcast("test", marker)
+        assert ("test", marker) in sink.broadcasts, "the subscription did not see its own marker"
 
 
 @pytest.fixture
@@ -135,7 +122,7 @@ def test_two_nodes_deliver_every_event_in_one_order(redis_server: RedisServer, p
                 return ids
 
             a_ids, b_ids = await asyncio.gather(publisher(nodes[0], "a"), publisher(nodes[1], "b"))
-            await eventually(lambda: all(len(s.ids("user:a")) == 160 for s in sinks))
+            await asyncio.gather(*(s.wait_until(lambda s=s: len(s.ids("user:a")) == 160) for s in sinks))
             for sink in sinks:
                 offsets = [e.pos.offset for e in sink.events if e.pos is not None]
                 assert offsets == list(range(1, 161))
@@ -153,27 +140,32 @@ def test_a_node_that_lost_its_subscription_repairs_the_gap_in_order(
 ) -> None:
     async def body() -> None:
         watcher = Sink(watched={"user:a"})
-        a = make(redis_server, prefix)
-        b = make(redis_server, prefix)
+        # History holds every event published here, however many pass while node a is away.
+        a = make(redis_server, prefix, user_history=1000)
+        b = make(redis_server, prefix, user_history=1000)
         await a.start(watcher)
         await b.start(Sink())
         try:
             published: list[str | None] = []
+            killed = asyncio.Event()
 
             async def publish() -> None:
                 for i in range(150):
+                    if i == 100:  # the last 50 are published after the subscriptions were killed
+                        await killed.wait()
                     published.extend(e.id for e in await b.publish([alert("a", i)], 1))
-                    await asyncio.sleep(0.002)
 
             task = asyncio.create_task(publish())
-            await eventually(lambda: len(watcher.events) >= 20)
+            await watcher.wait_until(lambda: len(watcher.events) >= 20)
             admin = redis.Redis(port=redis_server.port)
-            killed = admin.client_kill_filter(_type="pubsub")  # both nodes lose their subscription
+            kills = admin.client_kill_filter(_type="pubsub")  # both nodes lose their subscription
             admin.close()
-            assert killed >= 2
-            await task
-            await eventually(lambda: watcher.ids("user:a") == published, within=10)
-            assert a.stats["reconnects"] >= 1
+            killed.set()
+            assert kills >= 2
+            await asyncio.wait_for(task, 10)
+            await watcher.wait_until(lambda: watcher.ids("user:a") == published, within=10)
+            assert watcher.resets == []
+            assert a.stats["reconnects"] >= 1 and a.stats["repairs"] >= 1
         finally:
             await a.stop()
             await b.stop()
@@ -192,13 +184,15 @@ def test_a_hole_in_the_sequence_is_filled_from_the_stream_before_later_events(
         await b.start(Sink())
         try:
             stamped = await b.publish([alert("a", i) for i in range(5)], 1)
-            await eventually(lambda: len(sink.events) == 5)
+            await sink.wait_until(lambda: len(sink.events) == 5)
             # Pretend node a never saw events 3..5 (a dropped message): the next one shows the hole.
             assert stamped[1].pos is not None
-            a._tracks["user:a"].last = stamped[1].pos
+            track = a.delivery.track("user:a")
+            assert track is not None
+            track.last = stamped[1].pos
             sink.events.clear()
             later = await b.publish([alert("a", 5)], 2)
-            await eventually(lambda: len(sink.events) == 4)
+            await sink.wait_until(lambda: len(sink.events) == 4)
             assert sink.ids("user:a") == [e.id for e in (*stamped[2:], *later)]
             assert a.stats["repairs"] >= 1
         finally:
@@ -268,18 +262,19 @@ def test_cluster_wide_cap_closes_the_oldest_connection_on_its_node(
         b = make(redis_server, prefix, max_conns_per_user=2)
         await a.start(sink_a)
         await b.start(sink_b)
+        nodes = (a, sink_a), (b, sink_b)
         try:
             a.connection_opened("u", 1)
-            await asyncio.sleep(0.05)
+            await a.presence.settled()  # registered first: the oldest
             b.connection_opened("u", 7)
-            await asyncio.sleep(0.05)
+            await settle(*nodes)
             assert sink_a.evicted == [] and sink_b.evicted == []
             b.connection_opened("u", 8)
-            await eventually(lambda: sink_a.evicted == [1])
+            await sink_a.wait_until(lambda: sink_a.evicted == [1])
             a.connection_closed("u", 1)
             b.connection_closed("u", 7)
             a.connection_opened("u", 2)
-            await asyncio.sleep(0.2)
+            await settle(*nodes)
             assert sink_a.evicted == [1] and sink_b.evicted == []
         finally:
             await a.stop()
@@ -301,12 +296,15 @@ def test_history_expires_only_when_no_node_holds_a_connection(redis_server: Redi
             assert 0 < client.pttl(key) <= 60_000
             a.connection_opened("u", 1)
             b.connection_opened("u", 2)
-            await eventually(lambda: client.pttl(key) == -1)
+            await a.presence.settled()
+            await b.presence.settled()
+            assert client.pttl(key) == -1
             a.connection_closed("u", 1)
-            await asyncio.sleep(0.2)
+            await a.presence.settled()
             assert client.pttl(key) == -1  # still connected on node b
             b.connection_closed("u", 2)
-            await eventually(lambda: client.pttl(key) > 0)
+            await b.presence.settled()
+            assert 0 < client.pttl(key) <= 60_000
         finally:
             client.close()
             await a.stop()
@@ -319,23 +317,65 @@ def test_a_silent_node_is_buried_and_its_connections_stop_counting(
     redis_server: RedisServer, prefix: str
 ) -> None:
     async def body() -> None:
-        a = make(redis_server, prefix, heartbeat_s=0.1, dead_after_s=0.6, buffer_ttl_s=60)
-        b = make(redis_server, prefix, heartbeat_s=0.1, dead_after_s=0.6, buffer_ttl_s=60)
+        # The heartbeat loops beat once at start, then not for an hour: the test beats.
+        a = make(redis_server, prefix, heartbeat_s=3600, dead_after_s=10, buffer_ttl_s=60)
+        b = make(redis_server, prefix, heartbeat_s=3600, dead_after_s=10, buffer_ttl_s=60)
         await a.start(Sink())
         await b.start(Sink())
         client = redis.Redis(port=redis_server.port)
+        nodes, presence = f"{prefix}:nodes", f"{prefix}:presence:u"
         try:
+            await wait_for(lambda: a.presence.beats >= 1 and b.presence.beats >= 1)
             b.connection_opened("u", 1)
-            await eventually(lambda: client.zcard(f"{prefix}:presence:u") == 1)
-            b._stopping = True  # b dies without a word (kill -9): no more heartbeats
-            for task in list(b._tasks):
-                task.cancel()
-            await eventually(lambda: client.zcard(f"{prefix}:presence:u") == 0, within=5)
-            assert client.zscore(f"{prefix}:nodes", b.node_id) is None
+            await b.presence.settled()
+            assert client.zcard(presence) == 1
+
+            def silent_for(node: RedisBroker, ms: int) -> None:
+                """The node's last heartbeat was `ms` ago, by Redis's clock (which the scripts read)."""
+                seconds, micros = client.time()
+                client.zadd(nodes, {node.node_id: seconds * 1000 + micros // 1000 - ms})
+
+            # b dies without a word (kill -9): its heartbeat loop never beats again.
+            silent_for(b, 9_000)  # not long enough yet
+            assert await a.presence.heartbeat_once() == 0
+            assert client.zcard(presence) == 1 and client.zscore(nodes, b.node_id) is not None
+            silent_for(b, 11_000)  # silent for longer than dead_after: buried
+            assert await a.presence.heartbeat_once() == 1
+            assert client.zcard(presence) == 0
+            assert client.zscore(nodes, b.node_id) is None
+            assert client.zscore(nodes, a.node_id) is not None  # the live node is not
         finally:
             client.close()
             await a.stop()
             await b.stop()
+
+    run(body)
+
+
+def test_the_heartbeat_reconnects_a_subscription_that_went_silent(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        broker = make(redis_server, prefix, heartbeat_s=3600, clock=clock)
+        sink = Sink()
+        await broker.start(sink)
+        try:
+            await wait_for(lambda: broker.presence.beats >= 1)
+            await broker.broadcast("test", {})  # the start beat's ping went through
+            limit = 3 * 3600  # three heartbeats without a message, at least 2 s
+            clock.advance(limit - 1)
+            assert not broker.subscription.restart_if_silent(limit)
+            assert broker.stats["reconnects"] == 0
+            clock.advance(2)
+            assert broker.subscription.restart_if_silent(limit)
+            await wait_for(lambda: broker.stats["reconnects"] == 1 and broker.subscription.subscribed)
+            # Back: it hears the node's own pings again, and delivers.
+            (event,) = await broker.publish([alert("a", 1)], 1)
+            assert sink.ids("user:a") == [event.id]
+            assert not broker.subscription.restart_if_silent(limit)
+        finally:
+            await broker.stop()
 
     run(body)
 
@@ -355,6 +395,55 @@ def test_connect_rate_is_shared_by_the_nodes(redis_server: RedisServer, prefix: 
         finally:
             await a.stop()
             await b.stop()
+
+    run(body)
+
+
+def test_publishing_survives_redis_forgetting_its_scripts(redis_server: RedisServer, prefix: str) -> None:
+    async def body() -> None:
+        sink = Sink()
+        broker = make(redis_server, prefix)
+        await broker.start(sink)
+        client = redis.Redis(port=redis_server.port)
+        try:
+            (first,) = await broker.publish([alert("a", 0)], 1)
+            client.script_flush()  # what a restarted Redis knows of them
+            (single,) = await broker.publish([alert("a", 1)], 1)  # one command
+            client.script_flush()
+            batches = await asyncio.gather(
+                *(broker.publish([alert("a", i)], 1) for i in range(2, 12))
+            )  # a pipeline
+            client.script_flush()
+            assert first.pos is not None
+            history = await broker.history("user:a", first.pos)
+            assert [e.data["i"] for e in history.events] == list(range(1, 12))
+            assert [e.id for e in history.events] == [single.id, *(b[0].id for b in batches)]
+            assert sink.ids("user:a") == [first.id, single.id, *(b[0].id for b in batches)]
+        finally:
+            client.close()
+            await broker.stop()
+
+    run(body)
+
+
+def test_a_publisher_that_gives_up_does_not_stop_the_writer(redis_server: RedisServer, prefix: str) -> None:
+    async def body() -> None:
+        broker = make(redis_server, prefix)
+        await broker.start(Sink())
+        try:
+            await broker.submit(Batch([alert("a", 0)], 1, ingest_id="5-0"))
+            # A batch Redis refuses (its ingest entry was published), whose publisher is
+            # cancelled while it waits for the answer:
+            waiter = asyncio.ensure_future(broker.submit(Batch([alert("a", 1)], 1, ingest_id="5-0")))
+            asyncio.get_running_loop().call_soon(waiter.cancel)  # once it waits for its reply
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            (later,) = await asyncio.wait_for(broker.publish([alert("a", 2)], 1), 5)
+            assert later.pos is not None and later.pos.offset == 2
+            with pytest.raises(IngestDuplicate):
+                await asyncio.wait_for(broker.submit(Batch([alert("a", 3)], 1, ingest_id="4-0")), 5)
+        finally:
+            await broker.stop()
 
     run(body)
 

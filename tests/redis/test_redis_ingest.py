@@ -1,11 +1,17 @@
 """Publishing from outside Python, with nothing but a plain Redis client (docs/redis.md):
 XADD a POST /api/publish body to `<prefix>:ingest`; one node validates and publishes each
-entry exactly once, in order, and answers on the optional `reply` list."""
+entry exactly once, in order, and answers on the optional `reply` list.
+
+The first tests run two `tickwire serve` nodes; the others drive the broker's ingest
+component in process, one lease and one read at a time, with a handler doing what a node does
+(validate, then submit the batch with the entry's id)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -14,7 +20,12 @@ import redis
 from support.e2e import open_stream, read_until_match, uid
 from support.redis_server import RedisServer, redis_node
 from support.servers import ServerProcess
+from support.sinks import RecordingSink
+from tickwire.brokers.base import Batch, Publication
+from tickwire.brokers.redis import RedisBroker
+from tickwire.brokers.redis.ingest import Ingest
 from tickwire.core.ids import parse_id
+from tickwire.errors import BrokerUnavailable, IngestDuplicate, PublishError
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +101,15 @@ def test_ingest_entries_are_published_exactly_once_in_order(
     with open_stream(a, "alerts", a.token(user)) as stream:
         for i in range(30):
             ingest(client, {"type": "alert:new", "user": user, "data": {"message": f"m{i}"}}, wait=False)
-        stream.read_until(31, timeout=10)
-        stream.read_for(0.5)
+        # A last entry: once it is delivered, every entry before it was published (in order),
+        # and a second publication of one of them could only have come before it.
+        ingest(client, {"type": "alert:new", "user": user, "data": {"message": "end"}}, wait=False)
+        read_until_match(
+            stream, lambda e: e.event == "alert:new" and e.json()["message"] == "end", timeout=10
+        )
         alerts = stream.of_type("alert:new")
-        assert [e.json()["message"] for e in alerts] == [f"m{i}" for i in range(30)]
-        assert [parse_id(e.id or "").offset for e in alerts] == list(range(1, 31))
+        assert [e.json()["message"] for e in alerts] == [*(f"m{i}" for i in range(30)), "end"]
+        assert [parse_id(e.id or "").offset for e in alerts] == list(range(1, 32))
 
 
 def test_an_invalid_entry_is_answered_and_recorded_not_published(
@@ -109,3 +124,197 @@ def test_an_invalid_entry_is_answered_and_recorded_not_published(
     user = uid("after-error")
     ok = ingest(client, {"type": "alert:new", "user": user, "data": {"message": "fine"}})
     assert ok is not None and "ids" in ok
+
+
+# -- in process: the ingest component ---------------------------------------------------
+
+
+class Sink(RecordingSink):
+    def on_reset(self, log: str, reason: str) -> None:
+        raise AssertionError(f"{log} was reset ({reason})")
+
+    def messages(self) -> list[str]:
+        return [e.data["message"] for e in self.events]
+
+
+Handler = Callable[[Any, str], Awaitable[list[str | None]]]
+
+
+def publisher(broker: RedisBroker) -> Handler:
+    """What a node's ingest handler does: validate, then publish with the entry's id."""
+
+    async def handle(body: Any, entry_id: str) -> list[str | None]:
+        items = body if isinstance(body, list) else [body]
+        pubs = []
+        for item in items:
+            if "user" not in item:
+                raise PublishError("`user` is required")
+            pubs.append(Publication(item["type"], item["data"], f"user:{item['user']}"))
+        stamped = await broker.submit(Batch(pubs, 1, ingest_id=entry_id))
+        return [e.id for e in stamped]
+
+    return handle
+
+
+def entry(message: str, user: str = "u1", **extra: Any) -> dict[str, Any]:
+    return {"type": "alert:new", "user": user, "data": {"message": message, **extra}}
+
+
+def run_with_broker(
+    redis_server: RedisServer, body: Callable[[RedisBroker, Sink, redis.Redis, str], Awaitable[None]]
+) -> None:
+    """A broker on its own prefix whose ingest loop does not run: the test drives it."""
+    prefix = f"i{uuid.uuid4().hex[:10]}"
+
+    async def main() -> None:
+        broker = RedisBroker(redis_server.url, prefix=prefix)
+        sink = Sink()
+        await broker.start(sink)  # no IngestHandler: no ingest loop
+        client = redis.Redis(port=redis_server.port)
+        try:
+            assert broker.ingest is None
+            await body(broker, sink, client, prefix)
+        finally:
+            client.close()
+            await broker.stop()
+
+    asyncio.run(main())
+
+
+def add(client: redis.Redis, prefix: str, body: object, reply: str | None = None) -> str:
+    fields: dict[str, Any] = {"event": orjson.dumps(body)}
+    if reply is not None:
+        fields["reply"] = reply
+    return client.xadd(f"{prefix}:ingest", fields).decode()
+
+
+def answers(client: redis.Redis, reply: str) -> list[dict[str, Any]]:
+    return [orjson.loads(raw) for raw in client.lrange(reply, 0, -1)]
+
+
+def test_the_leader_publishes_each_entry_once_in_order_and_answers(redis_server: RedisServer) -> None:
+    async def body(broker: RedisBroker, sink: Sink, client: redis.Redis, prefix: str) -> None:
+        ingest = Ingest(broker.link, broker.tasks, publisher(broker), node_id=broker.node_id)
+        other = Ingest(broker.link, broker.tasks, publisher(broker), node_id="another-node")
+        reply = f"{prefix}:reply:1"
+        add(client, prefix, entry("m0"))
+        add(client, prefix, [entry("m1"), entry("m2")], reply)
+        last = add(client, prefix, entry("m3"))
+        assert await ingest.lease_once()
+        assert not await other.lease_once()  # one leader at a time
+        assert await ingest.lease_once()  # renewed by its holder
+        assert await ingest.read_once(block_ms=None) == 3
+        assert sink.messages() == ["m0", "m1", "m2", "m3"]
+        (answer,) = answers(client, reply)
+        assert answer == {"ids": [e.id for e in sink.events[1:3]]}
+        assert 0 < client.pttl(reply) <= 60_000
+        assert client.get(f"{prefix}:ingest:cursor") == last.encode()
+        assert await ingest.read_once(block_ms=None) == 0  # nothing is read twice
+        assert ingest.ingested == 3
+
+    run_with_broker(redis_server, body)
+
+
+def test_two_nodes_that_both_think_they_lead_publish_each_entry_once(redis_server: RedisServer) -> None:
+    async def body(broker: RedisBroker, sink: Sink, client: redis.Redis, prefix: str) -> None:
+        nodes = [Ingest(broker.link, broker.tasks, publisher(broker), node_id=f"n{i}") for i in range(2)]
+        replies = [f"{prefix}:reply:{i}" for i in range(20)]
+        for i, reply in enumerate(replies):
+            add(client, prefix, entry(f"m{i}"), reply)
+        await asyncio.gather(*(node.read_once(block_ms=None) for node in nodes))
+        assert sink.messages() == [f"m{i}" for i in range(20)]
+        assert [len(answers(client, reply)) for reply in replies] == [1] * 20
+        assert sum(node.ingested for node in nodes) == 20
+
+    run_with_broker(redis_server, body)
+
+
+def test_a_batch_publishes_its_ingest_entry_at_most_once(redis_server: RedisServer) -> None:
+    async def body(broker: RedisBroker, sink: Sink, client: redis.Redis, prefix: str) -> None:
+        alert = Publication("alert:new", {"message": "m"}, "user:u1")
+        await broker.submit(Batch([alert], 1, ingest_id="1700000000000-1"))
+        assert client.get(f"{prefix}:ingest:cursor") == b"1700000000000-1"
+        for seen in ("1700000000000-1", "1700000000000-0", "1699999999999-5"):
+            with pytest.raises(IngestDuplicate, match="already published"):
+                await broker.submit(Batch([alert], 1, ingest_id=seen))
+        await broker.submit(Batch([alert], 1))  # no entry: not checked, cursor untouched
+        assert client.get(f"{prefix}:ingest:cursor") == b"1700000000000-1"
+        assert len(sink.events) == 2
+
+    run_with_broker(redis_server, body)
+
+
+def test_entries_that_cannot_be_published_are_answered_recorded_and_skipped(
+    redis_server: RedisServer,
+) -> None:
+    async def body(broker: RedisBroker, sink: Sink, client: redis.Redis, prefix: str) -> None:
+        async def handle(body: Any, entry_id: str) -> list[str | None]:
+            if body.get("data", {}).get("boom"):
+                raise RuntimeError("the handler broke")
+            return await publisher(broker)(body, entry_id)
+
+        ingest = Ingest(broker.link, broker.tasks, handle, node_id=broker.node_id)
+        reply = f"{prefix}:reply"
+        invalid = add(client, prefix, {"type": "alert:new", "data": {"message": "no user"}}, reply)
+        client.xadd(f"{prefix}:ingest", {"event": b"{not json", "reply": reply})
+        client.xadd(f"{prefix}:ingest", {"reply": reply})
+        broken = add(client, prefix, entry("x", boom=True), reply)
+        add(client, prefix, entry("fine"), reply)
+        assert await ingest.read_once(block_ms=None) == 5
+        got = answers(client, reply)[::-1]  # LPUSH: newest first
+        assert [a.get("status") for a in got] == [400, 400, 400, 500, None]
+        assert got[0] == {"error": "`user` is required", "status": 400, "entry": invalid}
+        assert "not valid JSON" in got[1]["error"] and "no `event` field" in got[2]["error"]
+        assert got[3] == {"error": "the handler broke", "status": 500, "entry": broken}
+        assert got[4] == {"ids": [sink.events[0].id]}
+        assert sink.messages() == ["fine"]
+        errors = client.xrange(f"{prefix}:ingest:errors")
+        assert len(errors) == 4
+        assert errors[0][1][b"entry"].decode() == invalid and b"no user" in errors[0][1][b"event"]
+
+    run_with_broker(redis_server, body)
+
+
+def test_an_entry_is_read_again_when_the_broker_was_unavailable(redis_server: RedisServer) -> None:
+    async def body(broker: RedisBroker, sink: Sink, client: redis.Redis, prefix: str) -> None:
+        calls: list[str] = []
+
+        async def flaky(body: Any, entry_id: str) -> list[str | None]:
+            calls.append(entry_id)
+            if len(calls) == 1:
+                raise BrokerUnavailable("Redis went away")
+            return await publisher(broker)(body, entry_id)
+
+        ingest = Ingest(broker.link, broker.tasks, flaky, node_id=broker.node_id)
+        reply = f"{prefix}:reply"
+        first = add(client, prefix, entry("m0"), reply)
+        with pytest.raises(BrokerUnavailable):
+            await ingest.read_once(block_ms=None)
+        assert client.get(f"{prefix}:ingest:cursor") is None and answers(client, reply) == []
+        assert await ingest.read_once(block_ms=None) == 1
+        assert calls == [first, first]
+        assert sink.messages() == ["m0"] and len(answers(client, reply)) == 1
+
+    run_with_broker(redis_server, body)
+
+
+def test_a_started_broker_with_a_handler_runs_the_ingest_loop(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        prefix = f"i{uuid.uuid4().hex[:10]}"
+        broker = RedisBroker(redis_server.url, prefix=prefix)
+        sink = Sink()
+        await broker.start(sink, ingest=publisher(broker))
+        client = redis.Redis(port=redis_server.port)
+        try:
+            reply = f"{prefix}:reply"
+            add(client, prefix, entry("hello"), reply)
+            answer = await broker.link.client.blpop([reply], timeout=5)  # what a service does
+            assert answer is not None
+            assert orjson.loads(answer[1]) == {"ids": [sink.events[0].id]}
+            assert broker.stats["ingested"] == 1
+            assert client.get(f"{prefix}:ingest:leader") == broker.node_id.encode()
+        finally:
+            client.close()
+            await broker.stop()
+
+    asyncio.run(main())

@@ -17,7 +17,8 @@ from tickwire.core.connection import Connection
 from tickwire.core.event import Event
 from tickwire.core.hub import Hub
 from tickwire.core.ids import Position
-from tickwire.core.streams import STREAMS, Stream
+from tickwire.core.streams import Stream
+from tickwire.domain.catalog import STREAMS
 from tickwire.wire.codecs import (
     JSON_CODEC,
     MSGPACK_CODEC,

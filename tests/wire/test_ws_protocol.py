@@ -11,20 +11,20 @@ from hypothesis import strategies as st
 
 from tickwire.codes import CLOSE_CODES, ERROR_CODES
 from tickwire.core.clock import FakeClock
+from tickwire.errors import ProtocolError
 from tickwire.wire.codecs import JSON_CODEC, MSGPACK_CODEC
 from tickwire.wire.ws import (
-    MAX_LAST_EVENT_ID,
-    MAX_SUBSCRIPTIONS,
+    DEFAULT_LIMITS,
     Auth,
     Command,
     Ping,
-    ProtocolError,
     StreamRequest,
     Subscribe,
     TokenBucket,
     Unsubscribe,
     authenticated,
     error,
+    error_message,
     event_message,
     parse_command,
     pong,
@@ -86,7 +86,7 @@ def test_an_overlong_last_event_id_is_cut_so_it_resets_like_on_sse() -> None:
         {"type": "subscribe", "streams": [{"stream": "orders", "lastEventId": "9" * 10_000}]}
     )
     assert isinstance(command, Subscribe)
-    assert command.streams[0].last_event_id == "9" * MAX_LAST_EVENT_ID
+    assert command.streams[0].last_event_id == "9" * DEFAULT_LIMITS.max_last_event_id
 
 
 def _error(obj: Any) -> ProtocolError:
@@ -172,7 +172,10 @@ def _error(obj: Any) -> ProtocolError:
             "streams[0].userId must be a user id",
         ),
         (
-            {"type": "subscribe", "streams": [{"stream": f"s{i}"} for i in range(MAX_SUBSCRIPTIONS + 1)]},
+            {
+                "type": "subscribe",
+                "streams": [{"stream": f"s{i}"} for i in range(DEFAULT_LIMITS.max_subscriptions + 1)],
+            },
             "too_many_subscriptions",
             "at most 100 streams",
         ),
@@ -196,7 +199,7 @@ def test_errors_carry_the_rid_and_stream_when_known() -> None:
     exc = _error({"type": "subscribe", "rid": "9", "streams": [{"stream": "orders", "lastEventId": 1}]})
     assert exc.rid == "9"
     assert exc.stream == "orders"
-    assert exc.to_message() == {
+    assert error_message(exc) == {
         "type": "error",
         "rid": "9",
         "code": "bad_request",

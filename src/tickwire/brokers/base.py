@@ -10,7 +10,7 @@ this interface only.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,7 +19,16 @@ from tickwire.core.ids import Position
 from tickwire.core.log import Reset
 from tickwire.errors import BrokerUnavailable
 
-__all__ = ["Broker", "BrokerSink", "BrokerUnavailable", "ClusterSink", "History", "Publication", "Snapshot"]
+__all__ = [
+    "Batch",
+    "Broker",
+    "BrokerSink",
+    "BrokerUnavailable",
+    "History",
+    "IngestHandler",
+    "Publication",
+    "Snapshot",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +69,25 @@ class Snapshot:
     empty: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Publications stamped together, atomically, at one time."""
+
+    pubs: Sequence[Publication]
+    ms: int
+    # The ingest-stream entry this batch publishes: the broker publishes it at most once.
+    ingest_id: str | None = None
+
+
 class BrokerSink(Protocol):
-    """Where a broker delivers: the node's hub."""
+    """Where a broker delivers: the node. Every broker calls `on_event` and `on_broadcast`;
+    the other methods matter to brokers shared by several nodes (Redis)."""
 
-    def on_event(self, event: Event) -> None: ...
+    def on_event(self, event: Event) -> None:
+        """A stamped event, in log order: dispatch it to this node's subscribers."""
 
-    def on_broadcast(self, type_: str, data: dict[str, Any]) -> None: ...
-
-
-class ClusterSink(BrokerSink, Protocol):
-    """What a shared broker (Redis) also asks of a node; each method is optional, a
-    broker looks it up and does without it (the contract tests' sink has none)."""
+    def on_broadcast(self, type_: str, data: dict[str, Any]) -> None:
+        """An unlogged event (`test`) for every connection of this node."""
 
     def on_reset(self, log: str, reason: str) -> None:
         """A log's live events could not be repaired: reset its subscriptions."""
@@ -86,9 +103,10 @@ class ClusterSink(BrokerSink, Protocol):
         """(user, serial) of this node's authenticated connections, oldest first."""
         ...
 
-    async def ingest(self, body: Any) -> list[str | None]:
-        """Validate and publish a POST /api/publish body that arrived through the broker."""
-        ...
+
+# A publish body that arrived through the broker (the Redis ingest stream) and the id of its
+# entry: validate and publish it as `Batch(..., ingest_id=entry_id)`; the ids published.
+IngestHandler = Callable[[Any, str], Awaitable[list[str | None]]]
 
 
 class Broker(ABC):
@@ -97,13 +115,16 @@ class Broker(ABC):
     manages_buffer_ttl: bool = False
     # The broker counts connections and connect attempts for every node (`connect_attempt`).
     shared_limits: bool = False
-    # `submit` fixes a batch's place in the order when called, so the node need not hold
-    # its publish lock while the batch travels to the broker and back.
-    ordered_submit: bool = False
 
-    def submit(self, pubs: Sequence[Publication], ms: int) -> Awaitable[list[Event]]:
-        """Like `publish`, but the batch is queued (in call order) before this returns."""
-        return self.publish(pubs, ms)
+    @abstractmethod
+    def submit(self, batch: Batch) -> Awaitable[list[Event]]:
+        """Stamp, keep and fan out a batch atomically. The batch's place in the order is
+        fixed when this returns (so the caller need not hold a lock while it travels);
+        the awaitable gives the stamped events, in order, once this node delivered them."""
+
+    async def publish(self, pubs: Sequence[Publication], ms: int) -> list[Event]:
+        """`submit` and wait: the stamped events in order."""
+        return await self.submit(Batch(pubs, ms))
 
     def connection_opened(self, user: str, serial: int, evicted: Sequence[int] = ()) -> None:  # noqa: B027
         """A node registered a user's connection (and closed `evicted` over its own cap)."""
@@ -117,15 +138,12 @@ class Broker(ABC):
         raise TypeError(f"{type(self).__name__} does not share limits: the node counts attempts itself")
 
     @abstractmethod
-    async def start(self, sink: BrokerSink) -> None:
-        """Connect and start delivering stamped events to `sink`."""
+    async def start(self, sink: BrokerSink, ingest: IngestHandler | None = None) -> None:
+        """Connect and start delivering stamped events to `sink`; brokers with an ingest
+        path hand what arrives there to `ingest`."""
 
     @abstractmethod
     async def stop(self) -> None: ...
-
-    @abstractmethod
-    async def publish(self, pubs: Sequence[Publication], ms: int) -> list[Event]:
-        """Stamp, keep and fan out a batch atomically; the stamped events in order."""
 
     @abstractmethod
     async def broadcast(self, type_: str, data: dict[str, Any]) -> None:

@@ -6,15 +6,17 @@ client resuming with an id from the old process gets an explicit reset.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from tickwire.brokers.base import Broker, BrokerSink, History, Publication, Snapshot
+from tickwire.brokers.base import Batch, Broker, BrokerSink, History, IngestHandler, Publication, Snapshot
 from tickwire.core.event import Event, log_user
 from tickwire.core.ids import EPOCH_MAX, Position
 from tickwire.core.log import EventLog
-from tickwire.core.state import KeyedState
+from tickwire.core.state import Finished, KeyedState, never_finished
+from tickwire.errors import BrokerUnavailable
 
 
 def new_epoch() -> int:
@@ -31,18 +33,20 @@ class MemoryBroker(Broker):
         public_history: int = 100,
         state_capacity: int = 1000,
         epoch: int | None = None,
+        finished: Finished = never_finished,
     ) -> None:
         self.epoch = epoch if epoch is not None else new_epoch()
         self.user_history = user_history
         self.public_history = public_history
         self.state_capacity = state_capacity
+        self.finished = finished
         self._logs: dict[str, EventLog] = {}
         self._states: dict[tuple[str, str], KeyedState] = {}
         self._strategies: dict[str, str] = {}
         self._sink: BrokerSink | None = None
 
-    async def start(self, sink: BrokerSink) -> None:
-        self._sink = sink
+    async def start(self, sink: BrokerSink, ingest: IngestHandler | None = None) -> None:
+        self._sink = sink  # no ingest path: publishers reach this broker only through its node
 
     async def stop(self) -> None:
         self._sink = None
@@ -57,15 +61,21 @@ class MemoryBroker(Broker):
     def _state(self, log: str, kind: str) -> KeyedState:
         state = self._states.get((log, kind))
         if state is None:
-            state = self._states[(log, kind)] = KeyedState(self.state_capacity)
+            state = self._states[(log, kind)] = KeyedState(self.state_capacity, self.finished)
         return state
 
-    async def publish(self, pubs: Sequence[Publication], ms: int) -> list[Event]:
-        stamped = [self.stamp(pub, ms) for pub in pubs]
+    def submit(self, batch: Batch) -> Awaitable[list[Event]]:
+        """Stamp and deliver now (nothing can fail half-way in memory)."""
+        done: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        if batch.ingest_id is not None:
+            done.set_exception(BrokerUnavailable("the memory broker has no ingest stream"))
+            return done
+        stamped = [self.stamp(pub, batch.ms) for pub in batch.pubs]
         if self._sink is not None:
             for event in stamped:
                 self._sink.on_event(event)
-        return stamped
+        done.set_result(stamped)
+        return done
 
     def stamp(self, pub: Publication, ms: int) -> Event:
         log = self._log(pub.log)

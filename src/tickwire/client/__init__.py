@@ -9,9 +9,11 @@
 One `Transport` interface (SSE, WebSocket, poll) under one `Client` with a visible state
 machine, backoff with jitter, resume per stream, dedup, gap repair, fallback to polling and
 return, a bounded priority queue, local state and Prometheus metrics. Modules, one concept
-each: transports (interface, factory), sse, ws, poll, client, state_machine, backoff, queue,
-dedup, gaps, subscriptions, local_state, metrics, config, events, errors, replay (a fixture
-server for users' tests).
+each: client (the facade), runner (the connection loop), routing (what happens to one
+event), delivery (the queue to the user), status (the visible state), transports
+(interface, factory), sse, ws, poll, state_machine, backoff, queue, dedup, gaps (cursors),
+subscriptions, local_state, metrics, config, events, errors, recording (the format of
+`tickwire record`) and replay (a fixture server for users' tests).
 """
 
 from tickwire.client.backoff import Backoff, BackoffPolicy, backoff

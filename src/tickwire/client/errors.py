@@ -6,6 +6,8 @@ TickwireError
     ├── StreamRefused       the server refused a stream for good (401, 403, 404, 400, close
     │                       4001 / 1008 / 4029): reconnecting would not help; fix the request
     ├── RetriesExhausted    `max_attempts` connection attempts in a row failed
+    ├── QueueClosed         `get()` on a closed, drained delivery queue
+    ├── IllegalTransition   a state change the client's table does not allow (a bug)
     └── TransportError      one connection attempt or session failed; the client retries
         └── StaleConnection no bytes (events or keepalives) for `stale_timeout_s`
 

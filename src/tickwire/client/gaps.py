@@ -38,7 +38,7 @@ Definitions, per stream and within one epoch:
 Events that arrive by polling are never candidates: a poll answer is the server's own
 filtered list of everything after its `after`, so what it skips is not in the stream.
 
-Repair (client.py): the missing events are delivered, marked `repaired`, before the event
+Repair (routing.py): the missing events are delivered, marked `repaired`, before the event
 that revealed them; an unrecoverable answer is surfaced as `stream:reset` and its fresh
 snapshot (or buffered events) delivered and applied. One check answers every later
 candidate whose event it already lists, so a burst of filtered skips costs one request.
@@ -54,7 +54,7 @@ log-event range `(covered, offset)`.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -247,3 +247,28 @@ class StreamCursor:
                 continue  # current values: the revealing tick or a later one supersedes them
             out.append(event)
         return out
+
+
+class Cursors:
+    """Every stream's cursor, made on first use: where each stream resumes."""
+
+    def __init__(self, dedup_capacity: int = 4096, key_capacity: int = 10_000) -> None:
+        self.dedup_capacity = dedup_capacity
+        self.key_capacity = key_capacity
+        self._by_stream: dict[str, StreamCursor] = {}
+
+    def get(self, stream: str) -> StreamCursor:
+        cursor = self._by_stream.get(stream)
+        if cursor is None:
+            cursor = self._by_stream[stream] = StreamCursor(stream, self.dedup_capacity, self.key_capacity)
+        return cursor
+
+    def seed(self, last_event_ids: Mapping[str, str]) -> None:
+        """Resume streams after ids the caller kept."""
+        for stream, event_id in last_event_ids.items():
+            self.get(stream).seed(event_id)
+
+    def resume_ids(self, streams: Iterable[str] | None = None) -> dict[str, str | None]:
+        """The resume id of each of `streams` (default: every stream seen so far)."""
+        names = self._by_stream if streams is None else streams
+        return {name: self.get(name).resume_id for name in names}

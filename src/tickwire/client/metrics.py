@@ -31,73 +31,46 @@ from tickwire.client.state_machine import ConnectionState
 
 
 class _Collectors:
+    """One registry's collectors, shared by every client that uses the registry: the module
+    docstring's table, in its order (counters are named without the `_total` that
+    prometheus_client adds; labels are space-separated)."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.state = Gauge(
+        def gauge(name: str, doc: str, labels: str) -> Gauge:
+            return Gauge(name, doc, labels.split(), registry=registry)
+
+        def counter(name: str, doc: str, labels: str) -> Counter:
+            return Counter(name, doc, labels.split(), registry=registry)
+
+        self.state = gauge(
             "wire_stream_connection_state",
             "Client connection state (0 disconnected .. 5 closed)",
-            ["client", "transport"],
-            registry=registry,
+            "client transport",
         )
-        self.reconnects = Counter(
-            "wire_stream_reconnects",
-            "Connection attempts after the first",
-            ["client", "transport"],
-            registry=registry,
+        self.reconnects = counter(
+            "wire_stream_reconnects", "Connection attempts after the first", "client transport"
         )
-        self.messages = Counter(
-            "wire_stream_messages", "Events accepted", ["client", "transport", "type"], registry=registry
+        self.messages = counter("wire_stream_messages", "Events accepted", "client transport type")
+        self.dupes = counter(
+            "wire_stream_dupes_dropped", "Duplicate or stale events dropped", "client transport type"
         )
-        self.dupes = Counter(
-            "wire_stream_dupes_dropped",
-            "Duplicate or stale events dropped",
-            ["client", "transport", "type"],
-            registry=registry,
+        self.gaps = counter("wire_stream_gaps_detected", "Gaps detected", "client transport")
+        self.repaired = counter(
+            "wire_stream_gaps_repaired", "Gaps repaired from the events endpoint", "client transport"
         )
-        self.gaps = Counter(
-            "wire_stream_gaps_detected", "Gaps detected", ["client", "transport"], registry=registry
+        self.gap_checks = counter(
+            "wire_stream_gap_checks", "Gap candidates checked with the server", "client transport"
         )
-        self.repaired = Counter(
-            "wire_stream_gaps_repaired",
-            "Gaps repaired from the events endpoint",
-            ["client", "transport"],
-            registry=registry,
+        self.resets = counter("wire_stream_resets", "Stream resets surfaced", "client transport reason")
+        self.dropped = counter(
+            "wire_stream_dropped", "Events dropped by the delivery queue", "client type reason"
         )
-        self.gap_checks = Counter(
-            "wire_stream_gap_checks",
-            "Gap candidates checked with the server",
-            ["client", "transport"],
-            registry=registry,
+        self.backpressure = counter(
+            "wire_stream_backpressure", "Times the full delivery queue made the client stop reading", "client"
         )
-        self.resets = Counter(
-            "wire_stream_resets",
-            "Stream resets surfaced",
-            ["client", "transport", "reason"],
-            registry=registry,
-        )
-        self.dropped = Counter(
-            "wire_stream_dropped",
-            "Events dropped by the delivery queue",
-            ["client", "type", "reason"],
-            registry=registry,
-        )
-        self.backpressure = Counter(
-            "wire_stream_backpressure",
-            "Times the full delivery queue made the client stop reading",
-            ["client"],
-            registry=registry,
-        )
-        self.fallback = Gauge(
-            "wire_stream_fallback_active",
-            "1 while polling instead of streaming",
-            ["client"],
-            registry=registry,
-        )
-        self.fallbacks = Counter(
-            "wire_stream_fallbacks", "Falls back to polling", ["client"], registry=registry
-        )
-        self.queue_depth = Gauge(
-            "wire_stream_queue_depth", "Events waiting for the user", ["client"], registry=registry
-        )
+        self.fallback = gauge("wire_stream_fallback_active", "1 while polling instead of streaming", "client")
+        self.fallbacks = counter("wire_stream_fallbacks", "Falls back to polling", "client")
+        self.queue_depth = gauge("wire_stream_queue_depth", "Events waiting for the user", "client")
 
 
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, _Collectors] = weakref.WeakKeyDictionary()

@@ -27,10 +27,12 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from tickwire.client.errors import ClientError
+
 T = TypeVar("T")
 
 
-class QueueClosed(Exception):
+class QueueClosed(ClientError):
     """`get()` on a closed, drained queue."""
 
 

@@ -1,8 +1,5 @@
-"""Recordings and the replay fixture server (`tickwire record`, `tickwire serve --replay`).
-
-A recording is JSON Lines, one delivered event per line, as `ClientEvent.to_json()` writes
-it: `{"stream": "orders", "event": "order:update", "id": "...", "data": {...}}`. Control
-events (`connected`, `stream:reset`, ...) are not recorded.
+"""The replay fixture server (`tickwire serve --replay`), and recordings (re-exported from
+recording.py, where their format is described).
 
 The replay server is a deterministic fixture for users' own tests: it serves a recording
 with the same endpoints, framing and ids as tickwire (SSE `GET {prefix}/{stream}`, poll
@@ -15,17 +12,24 @@ against the real thing, but every run sees the same events:
   `stream:reset` (`recovered: false`, reason `unknown_position`) and everything;
 - `?symbols=` filters `price:update` by symbol; authentication is not checked;
 - then the connection stays open with keepalives (`TICKWIRE_KEEPALIVE_S`).
+
+It is built from the server's own wire pieces: SSE frames from `SSECodec` (wire/sse.py),
+poll bodies from `poll_body` (wire/poll.py), WebSocket commands parsed by `parse_command`
+and answered with the message builders of wire/ws.py in the codecs of wire/codecs.py.
+What it refuses, it refuses as the server does: an HTTP error body
+`{"error","message","statusCode"}` (bad `limit` or `wait`, an unsupported subprotocol) or a
+WebSocket `error` message with a code (undecodable frames, invalid commands).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import itertools
+import time
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -34,92 +38,223 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tickwire.client.events import CONTROL_TYPES, ClientEvent
-from tickwire.wire.codecs import CODECS, JSON_CODEC
+from tickwire.client.events import CONNECTED, RESET
+from tickwire.client.recording import Recorded, Recording, read_recording, write_event
+from tickwire.codes import BAD_REQUEST
+from tickwire.core.event import iso_timestamp
+from tickwire.errors import DecodeError, ProtocolError, Refused
+from tickwire.server.http import error_body
+from tickwire.wire.codecs import WSCodec, choose_codec
+from tickwire.wire.poll import poll_body, poll_limit, poll_wait
+from tickwire.wire.sse import KEEPALIVE, SSECodec
+from tickwire.wire.ws import (
+    Auth,
+    Command,
+    Ping,
+    Subscribe,
+    Unsubscribe,
+    authenticated,
+    error,
+    error_message,
+    event_message,
+    parse_command,
+    pong,
+    subscribed,
+    unsubscribed,
+)
+
+__all__ = [
+    "RETRY_MS",
+    "Recorded",
+    "Recording",
+    "ReplayServer",
+    "create_replay_app",
+    "read_recording",
+    "write_event",
+]
 
 RETRY_MS = 5000
+UNKNOWN_POSITION = "unknown_position"
+# The poll parameters' bounds (SPEC section 7).
+POLL_DEFAULT_LIMIT = 100
+POLL_MAX_LIMIT = 1000
+POLL_MAX_WAIT_S = 30.0
+USER_ID = "replay"  # who every `auth` is answered as
+
+_CORS = {"Access-Control-Allow-Origin": "*"}
+_SSE_HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no", **_CORS}
+_HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+_POLICY_VIOLATION = 1008
 
 
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    stream: str
-    event: str
-    id: str | None
-    data: Any
+def create_replay_app(
+    path: str | Path, *, prefix: str = "/api/stream", keepalive_s: float = 30.0, retry_ms: int = RETRY_MS
+) -> Starlette:
+    """The ASGI app serving the recording at `path`."""
+    server = ReplayServer(Recording.load(path), str(path), keepalive_s=keepalive_s, retry_ms=retry_ms)
+    return server.app(prefix)
 
 
-def write_event(out: IO[bytes], event: ClientEvent) -> bool:
-    """Append one event to a recording; False (and nothing written) for control events."""
-    if event.is_control or not event.stream:
-        return False
-    out.write(orjson.dumps(event.to_json()) + b"\n")
-    return True
+class ReplayServer:
+    """The endpoints of a replay, one method each, over one recording."""
+
+    def __init__(self, recording: Recording, source: str, *, keepalive_s: float, retry_ms: int) -> None:
+        self.recording = recording
+        self.source = source
+        self.keepalive_s = keepalive_s
+        self.sse_codec = SSECodec(retry_ms)
+        self._client_numbers = itertools.count(1)
+
+    def app(self, prefix: str = "/api/stream") -> Starlette:
+        prefix = "/" + prefix.strip("/")
+        return Starlette(
+            routes=[
+                Route("/healthz", self.health),
+                Route("/readyz", self.health),
+                WebSocketRoute(prefix + "/ws", self.ws),
+                Route(prefix + "/{stream:path}/events", self.poll),
+                Route(prefix + "/{stream:path}", self.sse),
+            ]
+        )
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "replay": self.source, "streams": sorted(self.recording.streams)}
+        )
+
+    async def sse(self, request: Request) -> Response:
+        stream = request.path_params["stream"].strip("/")
+        if stream == "ws":
+            message = "This endpoint speaks WebSocket: connect with a WebSocket client (Upgrade: websocket)"
+            return _error_response(400, message)
+        after = request.headers.get("last-event-id") or request.query_params.get("lastEventId") or None
+        events, found = self.recording.replay(stream, after, _symbols(request.query_params))
+        client_id = f"replay-{stream.replace('/', '.')}-{next(self._client_numbers)}"
+        body = self._sse_body(stream, client_id, events, found)
+        return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+    async def _sse_body(
+        self, stream: str, client_id: str, events: list[Recorded], found: bool
+    ) -> AsyncIterator[bytes]:
+        codec = self.sse_codec
+        connected = {"clientId": client_id, "stream": stream.replace("/", "."), "timestamp": _now()}
+        yield codec.control_frame(CONNECTED, connected, stream)
+        if not found:
+            yield codec.control_frame(RESET, _reset_data(), stream)
+        for event in events:
+            yield codec.frame(event.event, orjson.dumps(event.data), event.id)
+        while True:
+            await asyncio.sleep(self.keepalive_s)
+            yield KEEPALIVE
+
+    async def poll(self, request: Request) -> Response:
+        stream = request.path_params["stream"].strip("/")
+        params = request.query_params
+        try:
+            limit = poll_limit(params.get("limit"), POLL_DEFAULT_LIMIT, POLL_MAX_LIMIT)
+            wait = poll_wait(params.get("wait"), POLL_MAX_WAIT_S)
+        except Refused as exc:
+            return _error_response(exc.status, exc.message)
+        after = params.get("after") or None
+        events, found = self.recording.replay(stream, after, _symbols(params))
+        events = events[:limit]
+        if not events and found and wait > 0:
+            await asyncio.sleep(wait)  # nothing will come: the recording is all there is
+        body = poll_body(events, after, recovered=found, reason=None if found else UNKNOWN_POSITION)
+        return Response(orjson.dumps(body), media_type="application/json", headers=_CORS)
+
+    async def ws(self, websocket: WebSocket) -> None:
+        offered = [str(p) for p in websocket.scope.get("subprotocols") or []]
+        codec = choose_codec(offered)
+        if codec is None:
+            await _deny(websocket, 400, "Unsupported subprotocol: offer tickwire.json or tickwire.msgpack")
+            return
+        await websocket.accept(subprotocol=codec.subprotocol if offered else None)
+        with contextlib.suppress(WebSocketDisconnect):
+            await ReplaySocket(self.recording, websocket, codec).run()
 
 
-def read_recording(path: str | Path) -> list[Recorded]:
-    out = []
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = orjson.loads(line)
-                recorded = Recorded(
-                    str(item["stream"]).strip("/"), str(item["event"]), item.get("id"), item.get("data")
-                )
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{number}: not a recorded event: {exc}") from None
-            if recorded.event not in CONTROL_TYPES:
-                out.append(recorded)
-    return out
+class ReplaySocket:
+    """One WebSocket connection to a replay: commands in, recorded events out."""
+
+    def __init__(self, recording: Recording, websocket: WebSocket, codec: WSCodec) -> None:
+        self.recording = recording
+        self.websocket = websocket
+        self.codec = codec
+
+    async def run(self) -> None:
+        while True:
+            received = await self.websocket.receive()
+            if received["type"] == "websocket.disconnect":
+                return
+            await self._on_message(received.get("text"), received.get("bytes"))
+
+    async def _on_message(self, text: str | None, data: bytes | None) -> None:
+        frame: str | bytes | None = text if text is not None else data
+        if frame is None:
+            return
+        if (text is None) != self.codec.binary:
+            kind = "binary" if self.codec.binary else "text"
+            await self._send(error(BAD_REQUEST, f"{self.codec.subprotocol} takes {kind} frames"))
+            return
+        try:
+            command = parse_command(self.codec.decode(frame))
+        except DecodeError as exc:
+            await self._send(error(BAD_REQUEST, str(exc)[:200]))
+            return
+        except ProtocolError as exc:
+            await self._send(error_message(exc))
+            return
+        await self._run(command)
+
+    async def _run(self, command: Command) -> None:
+        if isinstance(command, Ping):
+            await self._send(pong(command.ts, command.rid))
+        elif isinstance(command, Subscribe):
+            await self._subscribe(command)
+        elif isinstance(command, Unsubscribe):
+            await self._send(unsubscribed(command.rid, command.streams))
+        elif isinstance(command, Auth):
+            await self._send(authenticated(USER_ID, command.rid))
+
+    async def _subscribe(self, command: Subscribe) -> None:
+        results: list[tuple[str, bool]] = []
+        for request in command.streams:
+            name = request.stream
+            events, found = self.recording.replay(name, request.last_event_id, request.symbols)
+            if not found:
+                await self._send_frame(self.codec.control_frame(RESET, _reset_data(), name))
+            for event in events:
+                await self._send(_event_message(name, event))
+            results.append((name, found))
+        await self._send(subscribed(command.rid, results))
+
+    async def _send(self, message: Mapping[str, Any]) -> None:
+        await self._send_frame(self.codec.encode(message))
+
+    async def _send_frame(self, frame: bytes) -> None:
+        if self.codec.binary:
+            await self.websocket.send_bytes(frame)
+        else:
+            await self.websocket.send_text(frame.decode())
+
+
+def _event_message(stream: str, event: Recorded) -> dict[str, Any]:
+    """A recorded event as the server's codecs frame it (wire/codecs.py): an urgent event
+    (`"urgent": true` in its data) says so in the envelope too, ahead of `data`."""
+    message = event_message(stream, event.event, event.id, event.data)
+    if isinstance(event.data, dict) and event.data.get("urgent") is True:
+        message["urgent"] = True
+        message["data"] = message.pop("data")
+    return message
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-@dataclass
-class Recording:
-    """A recording indexed by stream."""
-
-    streams: dict[str, list[Recorded]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Recording:
-        recording = cls()
-        for item in read_recording(path):
-            recording.streams.setdefault(item.stream, []).append(item)
-        return recording
-
-    def replay(
-        self, stream: str, after: str | None, symbols: Iterable[str] | None = None
-    ) -> tuple[list[Recorded], bool]:
-        """The events a reader of `stream` gets after `after`, and whether the id was found."""
-        events = self.streams.get(stream.strip("/"), [])
-        if symbols is not None:
-            wanted = set(symbols)
-            events = [e for e in events if not _is_tick(e) or e.data.get("symbol") in wanted]
-        if after is None:
-            return events, True
-        for index, event in enumerate(events):
-            if event.id == after:
-                return events[index + 1 :], True
-        return events, False
-
-
-def _is_tick(event: Recorded) -> bool:
-    return event.event == "price:update" and isinstance(event.data, dict) and "symbol" in event.data
-
-
-def _sse(event: str, data: Any, event_id: str | None) -> bytes:
-    frame = b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n"
-    if event_id is not None:
-        frame += b"id: " + event_id.encode() + b"\nretry: %d\n" % RETRY_MS
-    return frame + b"\n"
+    return iso_timestamp(int(time.time() * 1000))
 
 
 def _reset_data() -> dict[str, Any]:
-    return {"recovered": False, "reason": "unknown_position", "timestamp": _now()}
+    return {"recovered": False, "reason": UNKNOWN_POSITION, "timestamp": _now()}
 
 
 def _symbols(params: Mapping[str, str]) -> list[str] | None:
@@ -127,125 +262,15 @@ def _symbols(params: Mapping[str, str]) -> list[str] | None:
     return [s for s in raw.split(",") if s] if raw else None
 
 
-def create_replay_app(
-    path: str | Path, *, prefix: str = "/api/stream", keepalive_s: float = 30.0
-) -> Starlette:
-    """The ASGI app serving the recording at `path`."""
-    recording = Recording.load(path)
-    prefix = "/" + prefix.strip("/")
-    counter = iter(range(1, 1 << 62))
+def _error_response(status: int, message: str) -> Response:
+    """The server's HTTP error shape (server/http.py `error_body`)."""
+    return Response(error_body(status, message), status, media_type="application/json", headers=_CORS)
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "replay": str(path), "streams": sorted(recording.streams)})
 
-    async def sse(request: Request) -> Response:
-        stream = request.path_params["stream"].strip("/")
-        after = request.headers.get("last-event-id") or request.query_params.get("lastEventId") or None
-        events, found = recording.replay(stream, after, _symbols(request.query_params))
-        client_id = f"replay-{stream.replace('/', '.')}-{next(counter)}"
-
-        async def body() -> AsyncIterator[bytes]:
-            yield _sse(
-                "connected",
-                {"clientId": client_id, "stream": stream.replace("/", "."), "timestamp": _now()},
-                None,
-            )
-            if not found:
-                yield _sse("stream:reset", _reset_data(), None)
-            for event in events:
-                yield _sse(event.event, event.data, event.id)
-            while True:
-                await asyncio.sleep(keepalive_s)
-                yield b": keepalive\n\n"
-
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Access-Control-Allow-Origin": "*"}
-        return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
-
-    async def poll(request: Request) -> Response:
-        stream = request.path_params["stream"].strip("/")
-        after = request.query_params.get("after") or None
-        limit = int(request.query_params.get("limit") or 100)
-        events, found = recording.replay(stream, after, _symbols(request.query_params))
-        events = events[:limit]
-        if not events and found:
-            wait = min(float(request.query_params.get("wait") or 0), 30.0)
-            if wait > 0:
-                await asyncio.sleep(wait)  # nothing will come: the recording is all there is
-        body: dict[str, Any] = {
-            "events": [{"event": e.event, "id": e.id, "data": e.data} for e in events],
-            "lastEventId": next(
-                (e.id for e in reversed(events) if e.id is not None), after if found else None
-            ),
-            "recovered": found,
-        }
-        if not found:
-            body["reason"] = "unknown_position"
-        return JSONResponse(body)
-
-    async def ws(websocket: WebSocket) -> None:
-        offered = list(websocket.scope.get("subprotocols") or [])
-        codec = next((CODECS[p] for p in offered if p in CODECS), JSON_CODEC)
-        await websocket.accept(subprotocol=codec.subprotocol if offered else None)
-
-        async def send(message: dict[str, Any]) -> None:
-            frame = codec.encode(message)
-            if codec.binary:
-                await websocket.send_bytes(frame)
-            else:
-                await websocket.send_text(frame.decode())
-
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                raw = await websocket.receive()
-                if raw["type"] == "websocket.disconnect":
-                    return
-                frame = raw.get("bytes") if codec.binary else raw.get("text")
-                if frame is None:
-                    continue
-                try:
-                    command = codec.decode(frame)
-                except ValueError:
-                    await send({"type": "error", "code": "bad_request", "message": "undecodable message"})
-                    continue
-                await _ws_command(command, recording, send)
-
-    async def _ws_command(command: Any, recording: Recording, send: Any) -> None:
-        if not isinstance(command, dict):
-            return
-        kind = command.get("type")
-        rid = command.get("rid")
-        if kind == "ping":
-            await send({"type": "pong", "ts": command.get("ts"), **({"rid": rid} if rid is not None else {})})
-        elif kind == "auth":
-            await send(
-                {"type": "authenticated", "userId": "replay", **({"rid": rid} if rid is not None else {})}
-            )
-        elif kind == "unsubscribe":
-            await send({"type": "unsubscribed", "rid": rid, "streams": command.get("streams") or []})
-        elif kind == "subscribe":
-            results = []
-            for entry in command.get("streams") or []:
-                name = str(entry.get("stream", "")).strip("/")
-                events, found = recording.replay(name, entry.get("lastEventId"), entry.get("symbols"))
-                if not found:
-                    await send(
-                        {"type": "event", "stream": name, "event": "stream:reset", "data": _reset_data()}
-                    )
-                for event in events:
-                    message: dict[str, Any] = {"type": "event", "stream": name, "event": event.event}
-                    if event.id is not None:
-                        message["id"] = event.id
-                    message["data"] = event.data
-                    await send(message)
-                results.append({"stream": name, "recovered": found})
-            await send({"type": "subscribed", "rid": rid, "streams": results})
-
-    return Starlette(
-        routes=[
-            Route("/healthz", health),
-            Route("/readyz", health),
-            WebSocketRoute(prefix + "/ws", ws),
-            Route(prefix + "/{stream:path}/events", poll),
-            Route(prefix + "/{stream:path}", sse),
-        ]
-    )
+async def _deny(websocket: WebSocket, status: int, message: str) -> None:
+    """Refuse a handshake as the server does: an HTTP error response where the ASGI server
+    can send one, else a 1008 close with the message."""
+    if _HTTP_RESPONSE_EXTENSION in (websocket.scope.get("extensions") or {}):
+        await websocket.send_denial_response(_error_response(status, message))
+    else:
+        await websocket.close(_POLICY_VIOLATION, message[:123])

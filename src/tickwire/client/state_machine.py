@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from tickwire.client.errors import ClientError
+
 log = logging.getLogger("tickwire.client")
 
 
@@ -61,8 +63,8 @@ TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
 }
 
 
-class IllegalTransition(RuntimeError):
-    pass
+class IllegalTransition(ClientError, RuntimeError):
+    """A transition the table does not allow: a bug in the client."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tickwire.codes import CloseReason
 from tickwire.core.clock import Clock
 from tickwire.core.event import Event
 from tickwire.core.outbox import DeliveryStats, Outbox
@@ -127,7 +128,7 @@ class Connection:
     def on_timer(self) -> TimerAction:
         now = self.clock.monotonic()
         if now >= self.last_activity + self.idle_timeout_s:
-            self.close("idle_timeout")
+            self.close(CloseReason.IDLE_TIMEOUT)
             return TimerAction.IDLE_CLOSE
         if now >= self.last_write + self.keepalive_s:
             frame = self.codec.keepalive_frame()

@@ -1,8 +1,10 @@
-"""Events and the catalogue of event types.
+"""Events, and what an event type can declare about itself.
 
 An `Event` is immutable once stamped with its log position. Its wire forms (SSE
 frame, WebSocket frames) are computed lazily, once per format, and cached on the
 event, so every subscriber of one event writes the same bytes object.
+
+Logs are named here: each user has a log `user:{id}`; any other name is a public log.
 """
 
 from __future__ import annotations
@@ -19,9 +21,6 @@ from tickwire.core.ids import Position, format_id
 Scope = Literal["user", "public"]
 
 USER_LOG_PREFIX = "user:"
-PRICES_LOG = "prices"
-AGENT_LOG = "agent"
-PUBLIC_LOGS = (PRICES_LOG, AGENT_LOG)
 
 
 def user_log(user_id: str) -> str:
@@ -34,7 +33,8 @@ def log_user(log: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class EventType:
-    """What the server knows about one event type."""
+    """What the server knows about one event type: where it goes, what it changes, and
+    what a valid payload looks like (a catalogue of them is in domain/catalog.py)."""
 
     name: str
     scope: Scope
@@ -43,44 +43,30 @@ class EventType:
     state: tuple[str, str] | None = None
     # Always a latest-value tick (never kept in history).
     always_tick: bool = False
+    # Fields that must hold an id: a non-empty string (at most 128 characters) or an integer.
     required: tuple[str, ...] = ()
+    # Fields that, when present, must be finite numbers (and not negative, for `non_negative`).
+    numbers: tuple[str, ...] = ()
+    non_negative: frozenset[str] = frozenset()
+    # Fields that, when present, must be one of the listed strings.
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Fields added when the publisher leaves them out.
+    defaults: tuple[tuple[str, Any], ...] = ()
+    # (field, value): events with that value go out ahead of anything that may wait.
+    urgent_when: tuple[str, Any] | None = None
+    # The field naming an item this event registers for the log's user (first one owns it).
+    item_field: str | None = None
 
-
-EVENT_TYPES: dict[str, EventType] = {
-    t.name: t
-    for t in (
-        EventType("order:update", "user", state=("orders", "orderId"), required=("orderId",)),
-        EventType("order:fill", "user", state=("orders", "orderId"), required=("orderId",)),
-        EventType("position:update", "user", state=("positions", "symbol"), required=("symbol",)),
-        EventType("trade:new", "user"),
-        EventType("ai:decision", "user"),
-        EventType("strategy:update", "user", state=("strategies", "strategyId"), required=("strategyId",)),
-        EventType("alert:new", "user", required=("message",)),
-        EventType(
-            "price:update",
-            "public",
-            public_log=PRICES_LOG,
-            state=("prices", "symbol"),
-            always_tick=True,
-            required=("symbol",),
-        ),
-        EventType("agent:status", "public", public_log=AGENT_LOG),
-    )
-}
 
 # Types that are not in the catalogue but travel on the wire.
 CONTROL_TYPES = frozenset({"connected", "stream:reset", "connection:limit", "test"})
+URGENT_FIELD = "urgent"
 
 
 def iso_timestamp(ms: int) -> str:
     """ISO 8601 UTC with milliseconds and a Z, as every payload carries."""
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def is_urgent(type_: str, data: dict[str, Any]) -> bool:
-    """Error-level alerts go out ahead of everything that may wait."""
-    return type_ == "alert:new" and data.get("level") == "error"
 
 
 class Event:
@@ -107,7 +93,7 @@ class Event:
         self.id: str | None = format_id(ms, pos) if pos is not None else None
         self.key = key
         self.tick = tick
-        self.urgent = is_urgent(type_, data)
+        self.urgent = data.get(URGENT_FIELD) is True
         self._json: bytes | None = None
         self._wire: dict[str, bytes] = {}
 

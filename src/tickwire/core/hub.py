@@ -1,8 +1,8 @@
 """The hub: who is connected, who reads what, and dispatch through an index.
 
-Dispatch never scans every connection: subscriptions are indexed by log, and price
-subscriptions with a symbol filter by (log, symbol), so a price update touches only
-the subscribers of that symbol. A subscription being set up (reading its snapshot
+Dispatch never scans every connection: subscriptions are indexed by log, and those
+narrowed to some keys (`?symbols=`) by (log, key), so an update of one key touches only
+the subscribers of that key. A subscription being set up (reading its snapshot
 or replay from the broker) holds live events and releases the ones after its
 starting position, so nothing is lost or doubled in between.
 """
@@ -13,14 +13,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from tickwire.codes import CloseReason
 from tickwire.core.clock import Clock, SystemClock
 from tickwire.core.connection import Connection
 from tickwire.core.event import USER_LOG_PREFIX, Event, iso_timestamp
 from tickwire.core.ids import Position
 from tickwire.core.streams import Stream
 from tickwire.core.throttle import Throttle
-
-CONNECTION_LIMIT = "connection_limit"
 
 
 class Subscription:
@@ -88,7 +87,8 @@ class Hub:
         self.connections: dict[int, Connection] = {}
         self._by_user: dict[str, OrderedDict[int, Connection]] = {}
         self._by_log: dict[str, dict[Subscription, None]] = {}
-        self._by_symbol: dict[tuple[str, str], dict[Subscription, None]] = {}
+        self._by_key: dict[tuple[str, Any], dict[Subscription, None]] = {}
+        self._key_field: dict[str, str] = {}  # log -> the field its narrowed streams filter on
         self.on_user_idle: Callable[[str], None] | None = None
 
     # -- connections -------------------------------------------------------------
@@ -121,7 +121,7 @@ class Hub:
                 "timestamp": iso_timestamp(conn.clock.wall_ms()),
             },
         )
-        conn.close(CONNECTION_LIMIT)
+        conn.close(CloseReason.CONNECTION_LIMIT)
 
     def remove_connection(self, conn: Connection) -> None:
         self.connections.pop(conn.serial, None)
@@ -152,9 +152,10 @@ class Hub:
             self.unsubscribe(old)
         sub = Subscription(conn, stream, key)
         conn.subscriptions[key] = sub
-        if stream.symbols is not None:
-            for symbol in stream.symbols:
-                self._by_symbol.setdefault((stream.log, symbol), {})[sub] = None
+        if stream.keys is not None:
+            self._key_field[stream.log] = stream.definition.key_field or ""
+            for key in stream.keys:
+                self._by_key.setdefault((stream.log, key), {})[sub] = None
         else:
             self._by_log.setdefault(stream.log, {})[sub] = None
         return sub
@@ -163,9 +164,9 @@ class Hub:
         stream = sub.stream
         if sub.conn.subscriptions.get(sub.name) is sub:
             del sub.conn.subscriptions[sub.name]
-        if stream.symbols is not None:
-            for symbol in stream.symbols:
-                _discard(self._by_symbol, (stream.log, symbol), sub)
+        if stream.keys is not None:
+            for key in stream.keys:
+                _discard(self._by_key, (stream.log, key), sub)
         else:
             _discard(self._by_log, stream.log, sub)
 
@@ -179,9 +180,6 @@ class Hub:
                 return 0
         return self._fanout(event)
 
-    def next_throttle_due(self) -> float | None:
-        return self.throttle.next_due()
-
     def release_throttled(self) -> int:
         """Fan out the throttled ticks whose window has ended."""
         return sum(self._fanout(event) for event in self.throttle.due())
@@ -194,9 +192,9 @@ class Hub:
                 if sub.stream.matches(event):
                     sub.deliver(event)
                     count += 1
-        symbol = event.data.get("symbol")
-        if symbol is not None and self._by_symbol:
-            subs = self._by_symbol.get((event.log, symbol))
+        if self._by_key:
+            field = self._key_field.get(event.log)
+            subs = self._by_key.get((event.log, event.data.get(field))) if field is not None else None
             if subs:
                 for sub in subs:
                     if event.type in sub.stream.definition.types:

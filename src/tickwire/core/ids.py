@@ -15,6 +15,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tickwire.errors import MalformedId
+
+__all__ = [
+    "EPOCH_MAX",
+    "ID_PATTERN",
+    "MalformedId",
+    "Position",
+    "b62decode",
+    "b62encode",
+    "format_id",
+    "parse_id",
+]
+
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
 _OFFSET_BITS = 48
@@ -61,10 +74,6 @@ class Position:
 
 def format_id(ms: int, pos: Position) -> str:
     return f"{ms:013d}-{pos.token()}"
-
-
-class MalformedId(ValueError):
-    """The text is not an id this server could have issued."""
 
 
 def parse_id(event_id: str) -> Position:

@@ -24,7 +24,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-SLOW_CONSUMER = "slow_consumer"
+from tickwire.codes import CloseReason
+
+SLOW_CONSUMER = CloseReason.SLOW_CONSUMER
 
 
 class DeliveryStats:

@@ -7,13 +7,18 @@ tick changed since the resume position: log-event changes arrive with the replay
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from tickwire.core.ids import Position
 
-TERMINAL_ORDER_STATUSES = frozenset({"filled", "canceled", "cancelled", "rejected", "expired"})
+# Whether a value is finished (e.g. a closed order): finished entries are evicted first.
+Finished = Callable[[dict[str, Any]], bool]
+
+
+def never_finished(value: dict[str, Any]) -> bool:
+    return False
 
 
 @dataclass(slots=True)
@@ -28,12 +33,13 @@ class StateEntry:
 class KeyedState:
     """Latest value per key for one (log, kind), with delta merge and a bound.
 
-    When over `capacity`, the oldest entries whose `is_done` says they are finished
-    (terminal orders, closed positions) are evicted first, then the oldest of all.
+    When over `capacity`, the oldest entries that `finished` says are done (terminal
+    orders, closed positions) are evicted first, then the oldest of all.
     """
 
-    def __init__(self, capacity: int = 1000) -> None:
+    def __init__(self, capacity: int = 1000, finished: Finished = never_finished) -> None:
         self.capacity = capacity
+        self.finished = finished
         self._entries: dict[str, StateEntry] = {}
 
     def __len__(self) -> int:
@@ -81,15 +87,8 @@ class KeyedState:
 
     def _evict(self) -> None:
         excess = len(self._entries) - self.capacity
-        done = [k for k, e in self._entries.items() if is_done(e.value)][:excess]
+        done = [k for k, e in self._entries.items() if self.finished(e.value)][:excess]
         for key in done:
             del self._entries[key]
         while len(self._entries) > self.capacity:
             del self._entries[next(iter(self._entries))]
-
-
-def is_done(value: dict[str, Any]) -> bool:
-    status = value.get("status")
-    if isinstance(status, str) and status.lower() in TERMINAL_ORDER_STATUSES:
-        return True
-    return value.get("quantity") == 0

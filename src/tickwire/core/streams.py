@@ -1,25 +1,38 @@
-"""The stream catalogue (SPEC section 2): which log, which events, which snapshot.
+"""Streams: read views of a log (one log plus a filter) and the rules to resolve them.
 
-A stream is a read view: one log plus a filter. `resolve_stream` turns a request
-(path, query parameters, caller) into a `Stream`, or raises `StreamError` with the
-HTTP status and message the caller should see.
+The core knows the shape of a stream, not which streams exist: a `Catalog` is built from
+`StreamDef`s (tickwire's own are in domain/catalog.py, SPEC section 2). `Catalog.resolve`
+turns a request (path, query parameters, caller) into a `Stream`, or raises `StreamError`
+with the HTTP status and message the caller should see.
+
+A definition can narrow its stream in three ways, each named by the definition:
+- `key_field` + `key_param`: only some keys of its keyed state (`?symbols=A,B`);
+- `owner_param`: another user's log (`?userId=U`), allowed to that user and to admins;
+- `item_field`: one item named in the path (`strategies/{id}`), owned by a user.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tickwire.core.event import AGENT_LOG, PRICES_LOG, Event, iso_timestamp, user_log
+from tickwire.core.event import Event, iso_timestamp, user_log
 from tickwire.errors import StreamError
 
 Access = Literal["user", "public"]
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9._:/^=-]{1,32}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-ORDER_TYPES = frozenset({"order:update", "order:fill"})
-MAX_SYMBOLS = 200
-_SYMBOL = re.compile(r"^[A-Za-z0-9._:/^=-]{1,32}$")
-_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# How one kind of keyed state is presented in a snapshot: (kind's values, timestamp) -> (type, data).
+SnapshotBuilder = Callable[[list[dict[str, Any]], str], tuple[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPart:
+    kind: str
+    build: SnapshotBuilder
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,39 +41,13 @@ class StreamDef:
     access: Access
     types: frozenset[str]
     public_log: str | None = None
-    # State kinds sent as the snapshot of a new connection, in order.
-    snapshot: tuple[str, ...] = ()
-    symbols_param: bool = False
-    user_param: bool = False
-    strategy: bool = False
-
-
-STREAMS: dict[str, StreamDef] = {
-    d.name: d
-    for d in (
-        StreamDef("orders", "user", ORDER_TYPES, snapshot=("orders",)),
-        StreamDef("positions", "user", frozenset({"position:update"}), snapshot=("positions",)),
-        StreamDef(
-            "prices",
-            "public",
-            frozenset({"price:update"}),
-            public_log=PRICES_LOG,
-            snapshot=("prices",),
-            symbols_param=True,
-        ),
-        StreamDef(
-            "trading",
-            "user",
-            ORDER_TYPES | {"position:update", "trade:new"},
-            snapshot=("orders", "positions"),
-            user_param=True,
-        ),
-        StreamDef("ai-decisions", "user", frozenset({"ai:decision"})),
-        StreamDef("agents", "public", frozenset({"agent:status"}), public_log=AGENT_LOG),
-        StreamDef("strategies", "user", frozenset({"strategy:update"}), strategy=True),
-        StreamDef("alerts", "user", frozenset({"alert:new"})),
-    )
-}
+    # Keyed state sent as the snapshot of a new connection, in order.
+    snapshot: tuple[SnapshotPart, ...] = ()
+    key_field: str | None = None
+    key_param: str | None = None
+    owner_param: str | None = None
+    item_field: str | None = None
+    item_label: str = "Item"  # in messages: "Strategy not found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,100 +76,93 @@ class Stream:
     name: str  # dotted form used in clientIds and WebSocket names: "strategies.s1"
     definition: StreamDef
     log: str
-    symbols: frozenset[str] | None = None
-    strategy_id: str | None = None
+    keys: frozenset[str] | None = None
+    item: str | None = None
 
     @property
     def path(self) -> str:
         """The stream's path after the prefix: `strategies/s1`."""
-        return self.definition.name + (f"/{self.strategy_id}" if self.strategy_id else "")
+        return self.definition.name + (f"/{self.item}" if self.item else "")
 
     def matches(self, event: Event) -> bool:
-        if event.type not in self.definition.types:
+        definition = self.definition
+        if event.type not in definition.types:
             return False
-        if self.symbols is not None and event.data.get("symbol") not in self.symbols:
+        if self.keys is not None and event.data.get(definition.key_field or "") not in self.keys:
             return False
-        if self.strategy_id is not None and event.data.get("strategyId") != self.strategy_id:
+        if self.item is not None and event.data.get(definition.item_field or "") != self.item:
             return False
         return True
 
-    def keep_state(self, kind: str, value: dict[str, Any]) -> bool:
-        """Whether a snapshot entry belongs to this stream (symbol filter)."""
-        if self.symbols is not None and kind == "prices":
-            return value.get("symbol") in self.symbols
-        return True
+    def keep_state(self, value: dict[str, Any]) -> bool:
+        """Whether a snapshot entry belongs to this stream (its key filter)."""
+        return self.keys is None or value.get(self.definition.key_field or "") in self.keys
+
+    def snapshot_payloads(
+        self, states: Mapping[str, list[dict[str, Any]]], ms: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The snapshot events (type, data) of a new connection, from the state's values."""
+        ts = iso_timestamp(ms)
+        return [
+            part.build([v for v in states.get(part.kind, []) if self.keep_state(v)], ts)
+            for part in self.definition.snapshot
+        ]
 
 
-def parse_symbols(raw: str | None) -> frozenset[str] | None:
-    if raw is None or raw.strip() == "":
-        return None
-    symbols = [s.strip() for s in raw.split(",") if s.strip()]
-    if len(symbols) > MAX_SYMBOLS:
-        raise StreamError(400, f"at most {MAX_SYMBOLS} symbols per stream")
-    for s in symbols:
-        if not _SYMBOL.match(s):
-            raise StreamError(400, f"invalid symbol {s[:40]!r}")
-    return frozenset(symbols)
+class Catalog:
+    """The streams a server offers, and how a request names one of them."""
 
+    def __init__(self, definitions: Iterable[StreamDef], *, max_keys: int = 200) -> None:
+        self.definitions = {d.name: d for d in definitions}
+        self.max_keys = max_keys
 
-def resolve_stream(path: str, params: dict[str, str], principal: Principal) -> Stream:
-    """The stream for `path` (e.g. `orders`, `strategies/s1`) as seen by `principal`.
+    def __contains__(self, name: str) -> bool:
+        return name in self.definitions
 
-    Strategy existence and ownership need the registry and are checked by the caller.
-    """
-    head, _, rest = path.strip("/").partition("/")
-    definition = STREAMS.get(head)
-    if definition is None or (rest and not definition.strategy) or (definition.strategy and not rest):
-        raise StreamError(404, f"Unknown stream '{path[:100]}'")
-    if definition.access == "user" and principal.user is None:
-        raise StreamError(401, "No valid session found")
-    if definition.public_log is not None:
-        symbols = parse_symbols(params.get("symbols")) if definition.symbols_param else None
-        return Stream(definition.name, definition, definition.public_log, symbols=symbols)
-    assert principal.user is not None
-    owner = principal.user
-    if definition.user_param:
-        requested = params.get("userId") or owner
+    def resolve(self, path: str, params: Mapping[str, str], principal: Principal) -> Stream:
+        """The stream for `path` (e.g. `orders`, `strategies/s1`) as seen by `principal`.
+
+        An item's existence and owner need a registry and are checked by the caller.
+        """
+        head, _, rest = path.strip("/").partition("/")
+        definition = self.definitions.get(head)
+        if definition is None or bool(rest) != (definition.item_field is not None):
+            raise StreamError(404, f"Unknown stream '{path[:100]}'")
+        if definition.access == "user" and principal.user is None:
+            raise StreamError(401, "No valid session found")
+        if definition.public_log is not None:
+            param = definition.key_param
+            keys = self.parse_keys(params.get(param), param) if param else None
+            return Stream(definition.name, definition, definition.public_log, keys=keys)
+        assert principal.user is not None
+        owner = self._owner(definition, params, principal)
+        if definition.item_field is not None:
+            if not NAME_PATTERN.match(rest):
+                raise StreamError(404, f"{definition.item_label} not found")
+            return Stream(f"{definition.name}.{rest}", definition, user_log(owner), item=rest)
+        return Stream(definition.name, definition, user_log(owner))
+
+    @staticmethod
+    def _owner(definition: StreamDef, params: Mapping[str, str], principal: Principal) -> str:
+        owner = principal.user
+        assert owner is not None
+        if definition.owner_param is None:
+            return owner
+        requested = params.get(definition.owner_param) or owner
         if requested != owner and not principal.is_admin:
-            raise StreamError(403, "You may only read your own trading stream")
-        if not _NAME.match(requested):
-            raise StreamError(400, "invalid userId")
-        owner = requested
-    if definition.strategy:
-        if not _NAME.match(rest):
-            raise StreamError(404, "Strategy not found")
-        return Stream(f"strategies.{rest}", definition, user_log(owner), strategy_id=rest)
-    return Stream(definition.name, definition, user_log(owner))
+            raise StreamError(403, f"You may only read your own {definition.name} stream")
+        if not NAME_PATTERN.match(requested):
+            raise StreamError(400, f"invalid {definition.owner_param}")
+        return requested
 
-
-def snapshot_payloads(
-    stream: Stream, states: dict[str, list[dict[str, Any]]], ms: int
-) -> list[tuple[str, dict[str, Any]]]:
-    """The snapshot events (type, data) of a new connection to `stream`."""
-    ts = iso_timestamp(ms)
-    out: list[tuple[str, dict[str, Any]]] = []
-    for kind in stream.definition.snapshot:
-        values = [v for v in states.get(kind, []) if stream.keep_state(kind, v)]
-        if kind == "orders":
-            out.append(("order:update", {"snapshot": True, "orders": values, "timestamp": ts}))
-        elif kind == "positions":
-            open_positions = [v for v in values if v.get("quantity") not in (0, None)]
-            total = total_value(open_positions)
-            out.append(
-                (
-                    "position:update",
-                    {"snapshot": True, "positions": open_positions, "totalValue": total, "timestamp": ts},
-                )
-            )
-        elif kind == "prices":
-            out.append(("price:update", {"initializing": True, "prices": values, "timestamp": ts}))
-    return out
-
-
-def total_value(positions: list[dict[str, Any]]) -> float:
-    total = 0.0
-    for p in positions:
-        value = p.get("value")
-        if isinstance(value, int | float):
-            total += value
-    return round(total, 6)
+    def parse_keys(self, raw: str | None, param: str = "keys") -> frozenset[str] | None:
+        """`A,B` -> {A, B}; None (every key) when absent or blank."""
+        if raw is None or raw.strip() == "":
+            return None
+        keys = [s.strip() for s in raw.split(",") if s.strip()]
+        if len(keys) > self.max_keys:
+            raise StreamError(400, f"`{param}`: at most {self.max_keys} per stream")
+        for key in keys:
+            if not KEY_PATTERN.match(key):
+                raise StreamError(400, f"`{param}`: invalid value {key[:40]!r}")
+        return frozenset(keys)

@@ -22,7 +22,7 @@ from tickwire.demo.paper import PaperBroker
 from tickwire.demo.routes import demo_routes
 from tickwire.demo.users import DEMO_USERS
 from tickwire.node import Node
-from tickwire.publishing import PublishRequest
+from tickwire.pipeline import PublishRequest
 from tickwire.server.app import create_app
 
 __all__ = ["DEMO_CONNECT_RATE", "Demo", "create_demo_app", "demo_settings"]

@@ -29,7 +29,7 @@ from tickwire.core.clock import Clock
 from tickwire.demo.feed import AgentStats
 from tickwire.demo.market import Quote, QuoteSource
 from tickwire.demo.users import DemoUser
-from tickwire.publishing import PublishRequest
+from tickwire.pipeline import PublishRequest
 
 __all__ = ["AgentBoard", "AlertMonitor", "Crossing", "Crossover", "RuleAgent", "StrategyBot"]
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from tickwire.core.clock import Clock
 from tickwire.core.event import iso_timestamp
-from tickwire.publishing import PublishRequest
+from tickwire.pipeline import PublishRequest
 
 log = logging.getLogger("tickwire.demo")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tickwire.demo.feed import AgentStats, Publisher, every
-from tickwire.publishing import PublishRequest
+from tickwire.pipeline import PublishRequest
 
 __all__ = ["DEFAULT_OPEN_PRICES", "MarketSimulator", "Quote", "QuoteSource"]
 

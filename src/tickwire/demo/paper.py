@@ -27,7 +27,8 @@ from typing import Any
 
 from tickwire.demo.feed import AgentStats, Publisher, every
 from tickwire.demo.market import QuoteSource
-from tickwire.publishing import PublishRequest
+from tickwire.errors import TickwireError, show
+from tickwire.pipeline import PublishRequest
 
 __all__ = [
     "MAX_QTY",
@@ -46,7 +47,7 @@ ORDER_TYPES = ("market", "limit")
 OPEN_STATUSES = frozenset({"new", "partially_filled"})
 
 
-class OrderError(Exception):
+class OrderError(TickwireError):
     """An order request that cannot be carried out: `status` is the HTTP answer."""
 
     status = 400
@@ -275,14 +276,14 @@ class PaperBroker:
     ) -> PaperOrder:
         if not isinstance(symbol, str) or not self._market.knows(symbol.strip().upper()):
             known = ", ".join(self._market.symbols)
-            raise OrderRejected(f"symbol must be one of {known}; got {_show(symbol)}")
+            raise OrderRejected(f"symbol must be one of {known}; got {show(symbol)}")
         if not isinstance(side, str) or side.strip().lower() not in SIDES:
-            raise OrderRejected(f"side must be buy or sell; got {_show(side)}")
+            raise OrderRejected(f"side must be buy or sell; got {show(side)}")
         if not isinstance(type_, str) or type_.strip().lower() not in ORDER_TYPES:
-            raise OrderRejected(f"type must be market or limit; got {_show(type_)}")
+            raise OrderRejected(f"type must be market or limit; got {show(type_)}")
         shares = _whole_number(qty)
         if shares is None or not 1 <= shares <= MAX_QTY:
-            raise OrderRejected(f"qty must be a whole number of shares from 1 to {MAX_QTY}; got {_show(qty)}")
+            raise OrderRejected(f"qty must be a whole number of shares from 1 to {MAX_QTY}; got {show(qty)}")
         kind = type_.strip().lower()
         limit: float | None = None
         if kind == "limit":
@@ -293,7 +294,7 @@ class PaperBroker:
                 or not 0 < limit_price <= MAX_PRICE
             ):
                 raise OrderRejected(
-                    f"limitPrice must be a positive number for a limit order; got {_show(limit_price)}"
+                    f"limitPrice must be a positive number for a limit order; got {show(limit_price)}"
                 )
             limit = round(float(limit_price), 6)
         elif limit_price is not None:
@@ -325,8 +326,3 @@ def _whole_number(value: object) -> int | None:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     return None
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

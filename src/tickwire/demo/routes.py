@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from tickwire.brokers.base import BrokerUnavailable
 from tickwire.config import Settings
 from tickwire.core.streams import Principal
 from tickwire.demo.paper import OrderError, PaperBroker
 from tickwire.demo.users import DEMO_USERS
+from tickwire.errors import BrokerUnavailable, show
 from tickwire.server.auth import has_credentials, issue_token, principal_of
 from tickwire.server.http import error_response, json_response
 
@@ -53,9 +53,18 @@ MAX_BODY = 16_384
 
 def demo_routes(settings: Settings, broker: PaperBroker) -> list[Route]:
     """The routes `create_demo_app` adds to the tickwire app."""
+    return DemoEndpoints(settings, broker).routes()
 
-    async def login(request: Request) -> Response:
-        body = await _json_object(request, settings)
+
+class DemoEndpoints:
+    """Login, the caller's identity, the order ticket, and the page with its files."""
+
+    def __init__(self, settings: Settings, broker: PaperBroker) -> None:
+        self.settings = settings
+        self.broker = broker
+
+    async def login(self, request: Request) -> Response:
+        body = await _json_object(request, self.settings)
         if isinstance(body, Response):
             return body
         name = body.get("user")
@@ -63,33 +72,33 @@ def demo_routes(settings: Settings, broker: PaperBroker) -> list[Route]:
         if user is None:
             known = ", ".join(DEMO_USERS)
             return _error(
-                request, 400, f'Unknown demo user {_show(name)}: send {{"user": ...}} with one of {known}'
+                request, 400, f'Unknown demo user {show(name)}: send {{"user": ...}} with one of {known}'
             )
-        token = issue_token(settings.secret, user.id, user.roles, SESSION_TTL_S)
+        token = issue_token(self.settings.secret, user.id, user.roles, SESSION_TTL_S)
         response = json_response(request, {**_describe(user.id, user.roles), "token": token}, "POST, OPTIONS")
         response.set_cookie(
             SESSION_COOKIE, token, max_age=SESSION_TTL_S, path="/", httponly=True, samesite="lax"
         )
         return response
 
-    async def logout(request: Request) -> Response:
+    async def logout(self, request: Request) -> Response:
         response = json_response(request, {"loggedOut": True}, "POST, OPTIONS")
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
         return response
 
-    async def me(request: Request) -> Response:
+    async def me(self, request: Request) -> Response:
         principal = await _principal(request)
         if isinstance(principal, Response):
             return principal
         assert principal.user is not None
         return json_response(request, _describe(principal.user, tuple(sorted(principal.roles))))
 
-    async def place_order(request: Request) -> Response:
+    async def place_order(self, request: Request) -> Response:
         principal = await _principal(request)
         if isinstance(principal, Response):
             return principal
         assert principal.user is not None
-        body = await _json_object(request, settings)
+        body = await _json_object(request, self.settings)
         if isinstance(body, Response):
             return body
         unknown = sorted(set(body) - set(ORDER_FIELDS))
@@ -102,7 +111,7 @@ def demo_routes(settings: Settings, broker: PaperBroker) -> list[Route]:
             return _error(request, 400, f"Missing {', '.join(missing)}: an order needs symbol, side and qty")
         await request.app.state.ensure_started()
         try:
-            order = await broker.place(
+            order = await self.broker.place(
                 principal.user,
                 body["symbol"],
                 body["side"],
@@ -116,39 +125,40 @@ def demo_routes(settings: Settings, broker: PaperBroker) -> list[Route]:
             return _error(request, 503, "The event broker is unavailable; the order was not placed")
         return json_response(request, order, "POST, OPTIONS", status=201)
 
-    async def cancel_order(request: Request) -> Response:
+    async def cancel_order(self, request: Request) -> Response:
         principal = await _principal(request)
         if isinstance(principal, Response):
             return principal
         assert principal.user is not None
         await request.app.state.ensure_started()
         try:
-            order = await broker.cancel(principal.user, request.path_params["order_id"])
+            order = await self.broker.cancel(principal.user, request.path_params["order_id"])
         except OrderError as exc:
             return _error(request, exc.status, exc.message, "DELETE, OPTIONS")
         except BrokerUnavailable:
             return _error(request, 503, "The event broker is unavailable; the order was not canceled")
         return json_response(request, order, "DELETE, OPTIONS")
 
-    async def index(request: Request) -> Response:
+    async def index(self, request: Request) -> Response:
         return _file(request, "index.html", "text/html; charset=utf-8")
 
-    async def static(request: Request) -> Response:
+    async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         media_type = STATIC_FILES.get(name)
         if media_type is None:
-            return _error(request, 404, f"No static file {_show(name)}")
+            return _error(request, 404, f"No static file {show(name)}")
         return _file(request, name, media_type)
 
-    return [
-        _route("/api/login", {"POST": login}),
-        _route("/api/logout", {"POST": logout}),
-        _route("/api/me", {"GET": me}),
-        _route("/api/orders", {"POST": place_order}),
-        _route("/api/orders/{order_id}", {"DELETE": cancel_order}),
-        _route("/", {"GET": index}),
-        _route("/static/{name}", {"GET": static}),
-    ]
+    def routes(self) -> list[Route]:
+        return [
+            _route("/api/login", {"POST": self.login}),
+            _route("/api/logout", {"POST": self.logout}),
+            _route("/api/me", {"GET": self.me}),
+            _route("/api/orders", {"POST": self.place_order}),
+            _route("/api/orders/{order_id}", {"DELETE": self.cancel_order}),
+            _route("/", {"GET": self.index}),
+            _route("/static/{name}", {"GET": self.static}),
+        ]
 
 
 def _route(path: str, handlers: dict[str, Handler]) -> Route:
@@ -215,8 +225,3 @@ def _file(request: Request, name: str, media_type: str) -> Response:
 
 def _error(request: Request, status: int, message: str, methods: str = "POST, OPTIONS") -> Response:
     return error_response(request, status, message, methods)
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -38,22 +38,27 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any
+
+from tickwire.domain.fields import (
+    TERMINAL_ORDER_STATUSES,
+    Quantity,
+    increment_price,
+    is_terminal,
+    money,
+    number,
+    order_id_of,
+    round_qty,
+    side_of,
+    symbol_of,
+)
+from tickwire.errors import show
 
 __all__ = ["MAX_ORDERS_PER_USER", "TERMINAL_ORDER_STATUSES", "Portfolio"]
-
-Quantity: TypeAlias = int | float
 
 MAX_ORDERS_PER_USER = 10_000
 """Orders remembered per user: enough for a busy trading day, bounded against a flood."""
 
-TERMINAL_ORDER_STATUSES = frozenset({"filled", "canceled", "cancelled", "rejected", "expired"})
-"""Orders in these states expect no more fills, so they are the first to be forgotten."""
-
-_SIDES = {"buy": 1, "sell": -1}
-_QTY_DECIMALS = 9  # finer than any traded lot (crypto goes to 8), coarse enough to hide float noise
-_MONEY_DECIMALS = 6
-_PRICE_NOISE = 1e-9  # relative float error tolerated before an implied fill price counts as negative
 _NOT_STORED = ("timestamp", "change", "totalValue")  # per-event fields that are no part of a position
 
 
@@ -110,14 +115,14 @@ class Portfolio:
 
         Updates without a usable orderId are ignored: there is nothing a fill could find.
         """
-        order_id = _order_id(order.get("orderId"))
+        order_id = order_id_of(order.get("orderId"))
         if order_id is None:
             return
         account = self._account(user)
         if account.app is not None:
             return  # the app owns this user's positions: fills will not be derived
         memo = self._touch_order(account, order_id)
-        symbol, side = _symbol(order.get("symbol")), _side(order.get("side"))
+        symbol, side = symbol_of(order.get("symbol")), side_of(order.get("side"))
         if symbol is not None:
             memo.symbol = symbol
         if side:
@@ -135,31 +140,33 @@ class Portfolio:
         Raises ValueError (and changes nothing) for a missing orderId or a missing,
         non-numeric, non-finite or negative filledQty/filledAvgPrice.
         """
-        order_id = _order_id(fill.get("orderId"))
+        order_id = order_id_of(fill.get("orderId"))
         if order_id is None:
             raise ValueError(
-                f"orderId must be a non-empty string or an integer, got {_show(fill.get('orderId'))}"
+                f"orderId must be a non-empty string or an integer, got {show(fill.get('orderId'))}"
             )
-        qty = _round_qty(_number(fill.get("filledQty"), "filledQty"))
+        qty = round_qty(number(fill.get("filledQty"), "filledQty"))
         raw_avg = fill.get("filledAvgPrice")
-        avg = 0.0 if raw_avg is None and qty == 0 else float(_number(raw_avg, "filledAvgPrice"))
+        avg = 0.0 if raw_avg is None and qty == 0 else float(number(raw_avg, "filledAvgPrice"))
 
         account = self._account(user)
         if account.app is not None:
             return []
         memo = account.orders.get(order_id)
-        symbol = memo.symbol if memo is not None and memo.symbol is not None else _symbol(fill.get("symbol"))
-        side = memo.side if memo is not None and memo.side else _side(fill.get("side"))
+        symbol = (
+            memo.symbol if memo is not None and memo.symbol is not None else symbol_of(fill.get("symbol"))
+        )
+        side = memo.side if memo is not None and memo.side else side_of(fill.get("side"))
         if symbol is None or not side:
             return []
 
         prev_qty, prev_avg = (memo.filled_qty, memo.filled_avg) if memo is not None else (0, 0.0)
-        delta = _round_qty(qty - prev_qty)
+        delta = round_qty(qty - prev_qty)
         if delta <= 0:
-            if memo is not None and _is_terminal(fill.get("status")):
+            if memo is not None and is_terminal(fill.get("status")):
                 self._set_status(account, order_id, fill.get("status"))  # never downgrade to partial
             return []
-        price = _increment_price(qty, avg, prev_qty, prev_avg, delta)
+        price = increment_price(qty, avg, prev_qty, prev_avg, delta)
 
         memo = self._touch_order(account, order_id)
         memo.symbol, memo.side = symbol, side
@@ -180,15 +187,15 @@ class Portfolio:
 
         Raises ValueError for a missing symbol, no quantity, or a non-numeric money field.
         """
-        symbol = _symbol(data.get("symbol"))
+        symbol = symbol_of(data.get("symbol"))
         if symbol is None:
-            raise ValueError(f"symbol must be a non-empty string, got {_show(data.get('symbol'))}")
+            raise ValueError(f"symbol must be a non-empty string, got {show(data.get('symbol'))}")
         for name in ("entryPrice", "currentPrice"):
             if data.get(name) is not None:
-                _number(data[name], name)
+                number(data[name], name)
         for name in ("quantity", "value", "unrealizedPnL", "realizedPnL", "totalValue"):
             if data.get(name) is not None:
-                _number(data[name], name, negative_ok=True)
+                number(data[name], name, negative_ok=True)
 
         account = self._account(user)
         previous = account.app.get(symbol, {}) if account.app is not None else {}
@@ -210,7 +217,7 @@ class Portfolio:
             app[symbol] = record
             self._holders.setdefault(symbol, {})[user] = None
         payload = dict(data)
-        filled_in = {**record, "totalValue": _money(self._total(account)), "change": "app"}
+        filled_in = {**record, "totalValue": money(self._total(account)), "change": "app"}
         filled_in.setdefault("realizedPnL", 0.0)
         for key, value in filled_in.items():
             if payload.get(key) is None:  # null counts as left out
@@ -229,9 +236,9 @@ class Portfolio:
 
         Raises ValueError for a non-numeric, non-finite or negative price.
         """
-        if _symbol(symbol) is None:
-            raise ValueError(f"symbol must be a non-empty string, got {_show(symbol)}")
-        mark = float(_number(price, "price"))
+        if symbol_of(symbol) is None:
+            raise ValueError(f"symbol must be a non-empty string, got {show(symbol)}")
+        mark = float(number(price, "price"))
         self._prices[symbol] = mark
         updates: list[tuple[str, dict[str, Any]]] = []
         for user in self._holders.get(symbol, {}):
@@ -240,7 +247,7 @@ class Portfolio:
                 record = account.app[symbol]
                 record["currentPrice"] = mark
                 _revalue(record, {})
-                payload = {**record, "totalValue": _money(self._total(account)), "change": "marked"}
+                payload = {**record, "totalValue": money(self._total(account)), "change": "marked"}
                 payload.setdefault("realizedPnL", 0.0)
             else:
                 position = account.positions[symbol]
@@ -261,7 +268,7 @@ class Portfolio:
     def total_value(self, user: str) -> float:
         """Sum of value over the user's open positions (the snapshot's totalValue)."""
         account = self._accounts.get(user)
-        return 0.0 if account is None else _money(self._total(account))
+        return 0.0 if account is None else money(self._total(account))
 
     def price(self, symbol: str) -> float | None:
         """The last mark of symbol, None before the first."""
@@ -299,7 +306,7 @@ class Portfolio:
         if not isinstance(status, str):
             return
         account.terminal.pop(order_id, None)
-        if _is_terminal(status):
+        if is_terminal(status):
             account.terminal[order_id] = None
 
     def _take_over(self, user: str, account: _Account) -> dict[str, dict[str, Any]]:
@@ -335,12 +342,12 @@ class Portfolio:
         if (held > 0) == (signed_qty > 0):
             size = abs(held) + abs(signed_qty)
             position.entry_price = (position.entry_price * abs(held) + price * abs(signed_qty)) / size
-            position.quantity = _round_qty(held + signed_qty)
+            position.quantity = round_qty(held + signed_qty)
             return self._payload(account, position, "increased")
 
         direction = 1 if held > 0 else -1
         position.realized += (price - position.entry_price) * min(abs(held), abs(signed_qty)) * direction
-        remaining = _round_qty(held + signed_qty)
+        remaining = round_qty(held + signed_qty)
         if remaining == 0:
             position.quantity = remaining
             payload = self._payload(account, position, "closed")
@@ -358,9 +365,9 @@ class Portfolio:
         self, account: _Account, position: _Position, change: str, realized: float | None = None
     ) -> dict[str, Any]:
         payload = _fields(position)
-        payload["totalValue"] = _money(self._total(account))
+        payload["totalValue"] = money(self._total(account))
         if realized is not None:
-            payload["realizedPnL"] = _money(realized)
+            payload["realizedPnL"] = money(realized)
         payload["change"] = change
         return payload
 
@@ -377,11 +384,11 @@ def _fields(position: _Position) -> dict[str, Any]:
     return {
         "symbol": position.symbol,
         "quantity": quantity,
-        "entryPrice": _money(entry),
-        "currentPrice": _money(current),
-        "value": _money(quantity * current),
-        "unrealizedPnL": _money((current - entry) * quantity),
-        "realizedPnL": _money(position.realized),
+        "entryPrice": money(entry),
+        "currentPrice": money(current),
+        "value": money(quantity * current),
+        "unrealizedPnL": money((current - entry) * quantity),
+        "realizedPnL": money(position.realized),
     }
 
 
@@ -394,81 +401,8 @@ def _revalue(record: dict[str, Any], given: Mapping[str, Any]) -> None:
     if "value" not in given:
         record.pop("value", None)
         if current is not None:
-            record["value"] = _money(quantity * current)
+            record["value"] = money(quantity * current)
     if "unrealizedPnL" not in given:
         record.pop("unrealizedPnL", None)
         if current is not None and entry is not None:
-            record["unrealizedPnL"] = _money((current - entry) * quantity)
-
-
-def _increment_price(
-    qty: Quantity, avg: float, prev_qty: Quantity, prev_avg: float, delta: Quantity
-) -> float:
-    """The price of the quantity added since the previous fill, from the two cumulative averages."""
-    if prev_qty == 0:
-        return avg
-    notional = avg * qty - prev_avg * prev_qty
-    price = notional / delta
-    if price < 0:
-        if -notional > _PRICE_NOISE * max(1.0, avg * qty):
-            raise ValueError(
-                f"filledAvgPrice {avg} for filledQty {qty} is inconsistent with the previous fill "
-                f"({prev_qty} at {prev_avg}): the {delta} added would have a negative price"
-            )
-        price = 0.0
-    if not math.isfinite(price):
-        raise ValueError(f"filledAvgPrice {avg} for filledQty {qty} implies a non-finite price")
-    return price
-
-
-def _number(value: object, name: str, *, negative_ok: bool = False) -> Quantity:
-    """Check a JSON number; the message is meant for the publisher (it becomes an HTTP 400)."""
-    kind = "a finite number" if negative_ok else "a non-negative number"
-    if value is None:
-        raise ValueError(f"{name} is missing: it must be {kind}")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be {kind}, got {_show(value)}")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        finite = False
-    if not finite:
-        raise ValueError(f"{name} must be {kind}, got {_show(value)}")
-    if value < 0 and not negative_ok:
-        raise ValueError(f"{name} must not be negative, got {value}")
-    return value
-
-
-def _order_id(value: object) -> str | None:
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _symbol(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _side(value: object) -> int:
-    return _SIDES.get(value.strip().lower(), 0) if isinstance(value, str) else 0
-
-
-def _is_terminal(status: object) -> bool:
-    return isinstance(status, str) and status.lower() in TERMINAL_ORDER_STATUSES
-
-
-def _round_qty(quantity: Quantity) -> Quantity:
-    if isinstance(quantity, int):
-        return quantity
-    return round(quantity, _QTY_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
-
-
-def _money(amount: float) -> float:
-    return round(float(amount), _MONEY_DECIMALS) + 0.0
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+            record["unrealizedPnL"] = money((current - entry) * quantity)

@@ -20,14 +20,24 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tickwire.config import Settings, load_settings
+from tickwire.drivers.asgi import TickwireApp
 from tickwire.node import Node
+from tickwire.server.admission import Admission
 from tickwire.server.auth import Authenticator, jwt_authenticator
-from tickwire.server.endpoints import poll_endpoint, sse_endpoint
-from tickwire.server.http import CORRELATION_HEADER, correlation_id, cors_headers, error_response
+from tickwire.server.http import (
+    CORRELATION_HEADER,
+    correlation_id,
+    cors_headers,
+    error_response,
+    scope_headers,
+)
 from tickwire.server.ops import healthz, metrics_json, metrics_prometheus, readyz
+from tickwire.server.poll import poll_endpoint
 from tickwire.server.publish import publish_endpoint, test_endpoint
-from tickwire.server.streaming import RAW_SEND, ClientIds
+from tickwire.server.sse import sse_endpoint
+from tickwire.server.streaming import ClientIds
 from tickwire.server.ws import WebSocketEndpoint
+from tickwire.wire.sse import SSECodec
 
 _METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -43,50 +53,83 @@ def create_app(
     """A Starlette app for `settings` (default: environment and defaults)."""
     settings = settings or (node.settings if node is not None else load_settings())
     node = node or Node(settings)
-    prefix = settings.prefix
-    routes: list[BaseRoute] = [
+    starter = _Starter(node, list(on_startup or []))
+    errors = _Errors()
+    app = TickwireApp(
+        routes=[*_routes(settings.prefix), *(extra_routes or [])],
+        lifespan=starter.lifespan,
+        exception_handlers={HTTPException: errors.http_error, 500: errors.server_error},
+    )
+    errors.app = app
+    app.state.settings = settings
+    app.state.node = node
+    app.state.authenticate = authenticate or jwt_authenticator(settings.secret)
+    app.state.admission = Admission(node, app.state.authenticate)
+    app.state.sse_codec = SSECodec(settings.retry_ms)
+    app.state.client_ids = ClientIds()
+    app.state.ensure_started = starter.ensure_started
+    app.state.on_startup = starter.hooks  # more hooks may be appended before the app starts
+    app.add_middleware(_CorsAndCorrelation, settings=settings, methods_for=errors.methods_for)
+    return app
+
+
+def _routes(prefix: str) -> list[BaseRoute]:
+    return [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_prometheus, methods=["GET"]),
         Route("/api/publish", publish_endpoint, methods=["POST"]),
         Route(f"{prefix}/metrics", metrics_json, methods=["GET"]),
         Route(f"{prefix}/test", test_endpoint, methods=["POST"]),
-        WebSocketRoute(f"{prefix}/ws", WebSocketEndpoint(node)),
+        WebSocketRoute(f"{prefix}/ws", WebSocketEndpoint()),
         Route(prefix + "/{stream:path}/events", poll_endpoint, methods=["GET"]),
         Route(prefix + "/{stream:path}", sse_endpoint, methods=["GET"]),
-        *(extra_routes or []),
     ]
-    startup_hooks = list(on_startup or [])
-    lock = asyncio.Lock()
 
-    async def ensure_started() -> None:
-        if node.started:
+
+class _Starter:
+    """Starts the node with the app's lifespan or, when mounted (sub-app lifespans do not
+    run), on the first request; then runs the startup hooks."""
+
+    def __init__(self, node: Node, hooks: list[Callable[[Node], Awaitable[None]]]) -> None:
+        self.node = node
+        self.hooks = hooks
+        self._lock = asyncio.Lock()
+
+    async def ensure_started(self) -> None:
+        if self.node.started:
             return
-        async with lock:
-            if not node.started:
-                await node.start()
-                for hook in startup_hooks:
-                    await hook(node)
+        async with self._lock:
+            if not self.node.started:
+                await self.node.start()
+                for hook in self.hooks:
+                    await hook(self.node)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await ensure_started()
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.ensure_started()
         try:
             yield
         finally:
-            await node.stop()
+            await self.node.stop()
 
-    def methods_for(path: str) -> str:
+
+class _Errors:
+    """404 / 405 / 500 in the SPEC's error shape, with the methods of the route."""
+
+    app: Starlette | None = None
+
+    def methods_for(self, path: str) -> str:
         """The methods of the first route matching `path` (routes are most specific first)."""
-        for route in app.router.routes:
+        for route in self.app.router.routes if self.app is not None else ():
             if isinstance(route, Route) and route.path_regex.match(path) and route.methods:
                 names = [m for m in _METHOD_ORDER if m in route.methods and m != "HEAD"]
                 return ", ".join([*names, "OPTIONS"])
         return "GET, OPTIONS"
 
-    async def http_error(request: Request, exc: Exception) -> Response:
+    async def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        methods = methods_for(request.url.path)
+        methods = self.methods_for(request.url.path)
         extra = {"Allow": methods} if exc.status_code == 405 else None
         allowed = methods.removesuffix(", OPTIONS")
         message = {404: "Not found", 405: f"Method not allowed: use {allowed}"}.get(
@@ -94,35 +137,8 @@ def create_app(
         )
         return error_response(request, exc.status_code, message, methods, extra=extra)
 
-    async def server_error(request: Request, exc: Exception) -> Response:
+    async def server_error(self, request: Request, exc: Exception) -> Response:
         return error_response(request, 500, "Internal error; the request was not completed")
-
-    app = TickwireApp(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, 500: server_error},
-    )
-    app.state.settings = settings
-    app.state.node = node
-    app.state.authenticate = authenticate or jwt_authenticator(settings.secret)
-    app.state.client_ids = ClientIds()
-    app.state.ensure_started = ensure_started
-    app.state.on_startup = startup_hooks  # more hooks may be appended before the app starts
-    app.add_middleware(_CorsAndCorrelation, settings=settings, methods_for=methods_for)
-    return app
-
-
-class TickwireApp(Starlette):
-    """Starlette, plus the server's own `send` in the scope.
-
-    Streaming writers call `send` once per write, tens of thousands of times a
-    second; Starlette's error middlewares wrap it only to learn whether a response
-    started, which a stream that answers its own errors does not need.
-    """
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[RAW_SEND] = send
-        await super().__call__(scope, receive, send)
 
 
 class _CorsAndCorrelation:
@@ -137,7 +153,7 @@ class _CorsAndCorrelation:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = scope_headers(scope)
         cid = correlation_id(headers)
         scope.setdefault("state", {})["correlation_id"] = cid
         if scope["method"] == "OPTIONS":

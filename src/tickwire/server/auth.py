@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from http.cookies import CookieError, SimpleCookie
+from urllib.parse import urlsplit
 
 import jwt
 
+from tickwire.config import Settings
 from tickwire.core.streams import ANONYMOUS, Principal
 
 ROLES = frozenset({"admin", "publisher"})
@@ -62,6 +64,33 @@ def token_from_headers(headers: Mapping[str, str]) -> str | None:
         if morsel is not None and morsel.value:
             return morsel.value
     return None
+
+
+def cookie_allowed(headers: Mapping[str, str], settings: Settings) -> bool:
+    """Whether a session cookie on a WebSocket handshake may authenticate it.
+
+    Browsers send cookies on cross-site WebSocket handshakes and CORS does not apply to
+    WebSockets, so the cookie counts only when the handshake's Origin is this host or one
+    of TICKWIRE_CORS_ORIGINS (a listed origin, never `*`); otherwise the socket is anonymous.
+    """
+    origin = headers.get("origin")
+    if origin is None:
+        return True  # not a browser: browsers always send Origin on WebSocket handshakes
+    if not settings.cors_any and origin in settings.cors_origins:
+        return True
+    host = headers.get("host")
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return host is not None and netloc.lower() == host.lower()
+
+
+def websocket_token(headers: Mapping[str, str], settings: Settings) -> str | None:
+    """The handshake's token: Bearer, or the cookie where `cookie_allowed`."""
+    if not cookie_allowed(headers, settings):
+        headers = {k: v for k, v in headers.items() if k != "cookie"}
+    return token_from_headers(headers)
 
 
 def jwt_authenticator(secret: str) -> Authenticator:

@@ -10,12 +10,27 @@ from http import HTTPStatus
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from tickwire.config import Settings
 
 CORRELATION_HEADER = "x-correlation-id"
 ALLOW_HEADERS = "Content-Type, Authorization, Last-Event-ID, X-Correlation-ID"
 _CORRELATION = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def scope_headers(scope: Scope) -> dict[str, str]:
+    """An ASGI scope's headers, names lower-cased (the last of repeated ones)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def query_bytes(request: Request) -> bytes:
+    raw: bytes = request.scope.get("query_string") or b""
+    return raw
 
 
 def correlation_id(headers: Mapping[str, str]) -> str:

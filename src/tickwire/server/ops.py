@@ -33,7 +33,7 @@ async def metrics_json(request: Request) -> Response:
         "timestamp": iso_timestamp(node.clock.wall_ms()),
         "totalClients": len(node.hub.connections),
         "totalUsers": len(per_user),
-        "connections": node.connection_counts(),
+        "connections": node.sessions.connection_counts(),
         "delivered": {t: s.delivered for t, s in delivery.items()},
         "dropped": {
             "conflated": sum(s.conflated for s in delivery.values()) + node.hub.throttle.conflated,

@@ -8,22 +8,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tickwire.brokers.base import BrokerUnavailable
 from tickwire.core.streams import Principal
-from tickwire.errors import PublishError
+from tickwire.errors import BrokerUnavailable, PublishError, Refused
 from tickwire.node import Node
-from tickwire.publishing import parse_publish_body
 from tickwire.server.auth import has_credentials, principal_of
 from tickwire.server.http import error_response, json_response
 
 METHODS = "POST, OPTIONS"
-
-
-class BodyError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 async def read_json(request: Request, max_body: int) -> Any:
@@ -31,26 +22,26 @@ async def read_json(request: Request, max_body: int) -> Any:
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
-            raise BodyError(400, "Content-Length must be a number")
+            raise Refused(400, "Content-Length must be a number")
         if int(length) > max_body:
-            raise BodyError(413, f"Body too large: at most {max_body} bytes")
+            raise Refused(413, f"Body too large: at most {max_body} bytes")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype.startswith("multipart/"):
-        raise BodyError(400, "Send the events as a JSON body (Content-Type: application/json), not a form")
+        raise Refused(400, "Send the events as a JSON body (Content-Type: application/json), not a form")
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_body:
-            raise BodyError(413, f"Body too large: at most {max_body} bytes")
+            raise Refused(413, f"Body too large: at most {max_body} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
-        raise BodyError(400, "Body is empty: send a JSON event or a JSON array of events")
+        raise Refused(400, "Body is empty: send a JSON event or a JSON array of events")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BodyError(400, f"Body is not valid JSON: {exc}") from None
+        raise Refused(400, f"Body is not valid JSON: {exc}") from None
 
 
 async def _authorize(request: Request, check: str) -> Principal | Response:
@@ -75,14 +66,13 @@ async def publish_endpoint(request: Request) -> Response:
         return auth
     try:
         body = await read_json(request, node.settings.max_body)
-        requests = parse_publish_body(body)
-        ids = await node.publish(requests)
-    except BodyError as exc:
+        ids = await node.pipeline.publish_body(body)
+    except Refused as exc:
         return error_response(request, exc.status, exc.message, METHODS)
     except PublishError as exc:
         return error_response(request, 400, str(exc), METHODS)
     except BrokerUnavailable as exc:
-        if getattr(exc, "outcome_unknown", False):  # sent, but no answer: it may have been stored
+        if exc.outcome_unknown:  # sent, but no answer: it may have been stored
             message = f"Broker unavailable, the batch may or may not have been published: {exc}"
         else:
             message = f"Broker unavailable, nothing was published: {exc}"
@@ -100,7 +90,7 @@ async def test_endpoint(request: Request) -> Response:
     if request.headers.get("content-length", "0") not in ("0", ""):
         try:
             body = await read_json(request, node.settings.max_body)
-        except BodyError as exc:
+        except Refused as exc:
             return error_response(request, exc.status, exc.message, METHODS)
         if isinstance(body, dict) and body.get("message") is not None:
             if not isinstance(body["message"], str) or len(body["message"]) > 10_000:

@@ -1,8 +1,8 @@
-"""The SSE transport: one ASGI response per stream connection.
+"""Server-Sent Events (SPEC 2-4): `GET {prefix}/{stream}`, one response per stream.
 
-The writer task sleeps until its outbox has something (or a keepalive / idle
-deadline passes), then writes everything queued in one `send`. A second task per
-connection waits for the client to go away. Nothing is created per event.
+After admission the response streams the `connected` event, the start (snapshot,
+buffered events or replay), then live events, all through the connection's outbox and
+the writer (server/writer.py); a second task waits for the client to go away.
 """
 
 from __future__ import annotations
@@ -11,19 +11,99 @@ import asyncio
 import contextlib
 import logging
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
+from tickwire.codes import CloseReason
+from tickwire.config import Settings
 from tickwire.core.connection import Connection
 from tickwire.core.event import iso_timestamp
-from tickwire.core.outbox import SLOW_CONSUMER
 from tickwire.core.streams import Stream
-from tickwire.errors import BrokerUnavailable
+from tickwire.drivers.asgi import ASGIStreamDriver, raw_send
+from tickwire.errors import BrokerUnavailable, Refused
 from tickwire.node import Node
-from tickwire.server.http import CORRELATION_HEADER
-from tickwire.server.streaming import RAW_SEND, EagerSend, Flusher, Waker
-from tickwire.wire.sse import GzipStream
+from tickwire.server.admission import Admission
+from tickwire.server.http import CORRELATION_HEADER, client_ip, cors_headers, error_response, query_bytes
+from tickwire.server.streaming import Flusher, app_flusher
+from tickwire.server.writer import Writer
+from tickwire.wire.sse import GzipStream, SSECodec
 
 log = logging.getLogger("tickwire.sse")
+
+# Paths under the prefix that are not streams but other endpoints' (other methods).
+POST_ONLY = frozenset({"test"})
+
+
+def wrong_method(request: Request, path: str) -> Response | None:
+    if path.strip("/") == "ws":
+        return error_response(
+            request,
+            400,
+            "This endpoint speaks WebSocket: connect with a WebSocket client (Upgrade: websocket)",
+        )
+    if path.strip("/") in POST_ONLY:
+        return error_response(
+            request, 405, "Method not allowed: use POST", "POST, OPTIONS", extra={"Allow": "POST, OPTIONS"}
+        )
+    return None
+
+
+async def sse_endpoint(request: Request) -> Response | SSEResponse:
+    path = request.path_params["stream"]
+    refused = wrong_method(request, path)
+    if refused is not None:
+        return refused
+    state = request.app.state
+    await state.ensure_started()
+    admission: Admission = state.admission
+    try:
+        stream, principal = await admission.admit_stream(
+            ip=client_ip(request),
+            headers=request.headers,
+            query=query_bytes(request),
+            path=path,
+            params=request.query_params,
+        )
+    except Refused as exc:
+        return error_response(request, exc.status, exc.message, extra=exc.headers)
+    node = admission.node
+    return SSEResponse(
+        admission,
+        stream,
+        codec=state.sse_codec,
+        user=principal.user,
+        client_id=state.client_ids.next(principal.user, stream.name, node.clock.wall_ms()),
+        last_event_id=resume_id(request, node.settings),
+        correlation_id=request.state.correlation_id,
+        cors=cors_headers(node.settings, request.headers.get("origin"), "GET, OPTIONS"),
+        gzip=accepts_gzip(request.headers.get("accept-encoding", "")),
+        ip=client_ip(request),
+        flusher=app_flusher(state),
+    )
+
+
+def resume_id(request: Request, settings: Settings) -> str | None:
+    value = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+    if value is None or value == "":
+        return None
+    return value[: settings.max_last_event_id]
+
+
+def accepts_gzip(header: str) -> bool:
+    for part in header.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            q = params.strip().removeprefix("q=").strip()
+            return not (q and _is_zero(q))
+    return False
+
+
+def _is_zero(q: str) -> bool:
+    try:
+        return float(q) == 0
+    except ValueError:
+        return False
 
 
 class SSEResponse:
@@ -31,9 +111,10 @@ class SSEResponse:
 
     def __init__(
         self,
-        node: Node,
+        admission: Admission,
         stream: Stream,
         *,
+        codec: SSECodec,
         user: str | None,
         client_id: str,
         last_event_id: str | None,
@@ -43,8 +124,9 @@ class SSEResponse:
         ip: str,
         flusher: Flusher,
     ) -> None:
-        self.node = node
+        self.admission = admission
         self.stream = stream
+        self.codec = codec
         self.user = user
         self.client_id = client_id
         self.last_event_id = last_event_id
@@ -53,6 +135,7 @@ class SSEResponse:
         self.gzip = gzip
         self.ip = ip
         self.flusher = flusher
+        self.log_extra = {"client_id": client_id, "correlation_id": correlation_id, "stream": stream.name}
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
         headers = [
@@ -68,185 +151,63 @@ class SSEResponse:
         return headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        send = scope.get(RAW_SEND, send)  # see server.app.TickwireApp
-        node = self.node
-        settings = node.settings
-        waker = Waker()
-        writer = _Writer(node, send, GzipStream() if self.gzip else None, waker, self.flusher)
-        conn = Connection(
+        node: Node = self.admission.node
+        driver = ASGIStreamDriver(raw_send(scope, send), receive, self.ip)
+        gz = GzipStream() if self.gzip else None
+        writer = Writer(
+            driver,
+            self.flusher,
+            node.clock,
+            node.metrics.latency["sse"],
+            frames=False,
+            compress=gz.compress if gz is not None else None,
+        )
+        conn = self.admission.connection(
             client_id=self.client_id,
             user=self.user,
             transport="sse",
-            codec=node.sse_codec,
-            clock=node.clock,
-            outbox_limit=settings.outbox_bytes,
+            codec=self.codec,
             notify=writer.notify,
-            stats=node.metrics.delivery["sse"],
             ip=self.ip,
             correlation_id=self.correlation_id,
-            keepalive_s=settings.keepalive_s,
-            idle_timeout_s=settings.idle_timeout_s,
-            conflate=settings.throttle_ms > 0,
         )
-        writer.conn = conn
-        extra = {
-            "client_id": self.client_id,
-            "correlation_id": self.correlation_id,
-            "stream": self.stream.name,
-        }
-        await send({"type": "http.response.start", "status": 200, "headers": self._headers()})
-        conn.send_control(
-            "connected",
-            {
-                "clientId": self.client_id,
-                "stream": self.stream.name,
-                "timestamp": iso_timestamp(node.clock.wall_ms()),
-            },
-        )
-        node.register(conn)
-        task = asyncio.current_task()
-        assert task is not None
-
-        def abort() -> None:  # a socket that never drains must not pin the writer
-            task.cancel()
-
-        conn.outbox.on_abort = abort
-        watcher = asyncio.create_task(_watch_disconnect(receive, conn))
-        log.info("sse connected", extra={**extra, "user": self.user, "resume": self.last_event_id})
-        aborted = False
+        writer.attach(conn)
+        await driver.start(200, self._headers())
+        connected = {"clientId": self.client_id, "stream": self.stream.name}
+        conn.send_control("connected", {**connected, "timestamp": iso_timestamp(node.clock.wall_ms())})
+        self.admission.register(conn)
+        watcher = asyncio.create_task(_close_when_gone(driver, conn))
+        log.info("sse connected", extra={**self.log_extra, "user": self.user, "resume": self.last_event_id})
         try:
-            try:
-                recovered = await node.attach(conn, self.stream, self.last_event_id)
-            except BrokerUnavailable as exc:  # the broker is away: end the response, the client retries
-                log.warning("sse stream not started: broker unavailable", extra={**extra, "error": str(exc)})
-                conn.close("broker_unavailable")
-                recovered = False
-            if self.last_event_id is not None:
-                log.info("sse resume", extra={**extra, "recovered": recovered})
+            await self._start(node, conn)
             await writer.run()
-        except OSError:
-            conn.close("client_gone")
-        except asyncio.CancelledError:
-            if conn.outbox.closed != SLOW_CONSUMER:
-                raise
-            aborted = True
         finally:
-            waker.close()
-            node.unregister(conn)
-            conn.outbox.on_abort = None  # break the connection's reference cycles so that
-            writer.conn = None  # reference counting frees it (see server.gcpolicy)
+            node.sessions.unregister(conn)
+            writer.detach()
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            log.info("sse closed", extra={**extra, "reason": conn.outbox.closed})
-        if aborted:
+            log.info("sse closed", extra={**self.log_extra, "reason": conn.outbox.closed})
+        if writer.aborted:
             return  # the response is abandoned: the server drops the connection
         with contextlib.suppress(OSError):
-            await writer.finish()
+            if gz is not None:
+                driver.write(gz.finish())
+            await driver.close()
 
-
-class _Writer:
-    """Moves one connection's outbox to its socket.
-
-    Ready connections are flushed by the `Flusher` right after dispatch, writing in the
-    dispatching code (see `EagerSend`); the connection's task only sleeps for its timers
-    and completes writes that had to wait for the socket.
-    """
-
-    __slots__ = ("_flushing", "_marked", "clock", "conn", "flusher", "gz", "latency", "sender", "waker")
-
-    def __init__(self, node: Node, send: Send, gz: GzipStream | None, waker: Waker, flusher: Flusher) -> None:
-        self.clock = node.clock
-        self.latency = node.metrics.latency["sse"]
-        self.sender = EagerSend(send)
-        self.gz = gz
-        self.waker = waker
-        self.flusher = flusher
-        self.conn: Connection | None = None
-        self._marked = False
-        self._flushing = False  # the task itself is writing: leave it alone
-
-    def notify(self) -> None:
-        if self._flushing or self.sender.parked:
-            self.waker.wake()
-        elif not self._marked:
-            self._marked = True
-            self.flusher.mark(self.flush)
-
-    def _message(self) -> tuple[Message, int]:
-        assert self.conn is not None
-        outbox = self.conn.outbox
-        oldest = outbox.oldest_ms
-        data = outbox.drain()
-        if self.gz is not None:
-            data = self.gz.compress(data)
-        return {"type": "http.response.body", "body": data, "more_body": True}, oldest
-
-    def _wrote(self, oldest: int) -> None:
-        assert self.conn is not None
-        self.conn.wrote()
-        if oldest:
-            self.latency.observe(max(0, self.clock.wall_ms() - oldest) / 1000)
-
-    def flush(self) -> None:
-        """Write what is queued, now, unless the task is busy or the socket is full."""
-        self._marked = False
-        conn = self.conn
-        if conn is None:  # the response ended after this flush was scheduled
-            return
-        if self._flushing or self.sender.parked or conn.outbox.closed is not None or not conn.outbox:
-            self.waker.wake()
-            return
-        message, oldest = self._message()
+    async def _start(self, node: Node, conn: Connection) -> None:
         try:
-            done = self.sender.try_send(message)
-        except Exception:  # the peer is gone (the server refuses to write any more)
-            conn.close("client_gone")
-            self.waker.wake()
+            recovered = await node.sessions.attach(conn, self.stream, self.last_event_id)
+        except BrokerUnavailable as exc:  # the broker is away: end the response, the client retries
+            log.warning(
+                "sse stream not started: broker unavailable", extra={**self.log_extra, "error": str(exc)}
+            )
+            conn.close(CloseReason.BROKER_UNAVAILABLE)
             return
-        if done:
-            self._wrote(oldest)
-        else:
-            self.waker.wake()  # the task completes the parked write
-
-    async def run(self) -> None:
-        """The connection's task: parked writes, closing, keepalive and idle timers."""
-        conn = self.conn
-        assert conn is not None
-        outbox = conn.outbox
-        clock = self.clock
-        while True:
-            if self.sender.parked:
-                await self.sender.finish()
-                self._wrote(0)
-                continue
-            if outbox:
-                message, oldest = self._message()
-                self._flushing = True
-                try:
-                    await self.sender.send(message)
-                finally:
-                    self._flushing = False
-                self._wrote(oldest)
-                continue
-            if outbox.closed is not None:
-                return
-            now = clock.monotonic()
-            deadline = conn.next_deadline()
-            if now >= deadline:
-                conn.on_timer()
-                continue
-            await self.waker.wait(deadline, now)
-
-    async def finish(self) -> None:
-        """End the response (the gzip trailer, then the last chunk)."""
-        body = self.gz.finish() if self.gz is not None else b""
-        await self.sender.send({"type": "http.response.body", "body": body, "more_body": False})
+        if self.last_event_id is not None:
+            log.info("sse resume", extra={**self.log_extra, "recovered": recovered})
 
 
-async def _watch_disconnect(receive: Receive, conn: Connection) -> None:
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            conn.close("client_gone")
-            return
+async def _close_when_gone(driver: ASGIStreamDriver, conn: Connection) -> None:
+    await driver.wait_disconnect()
+    conn.close(CloseReason.CLIENT_GONE)

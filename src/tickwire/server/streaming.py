@@ -1,18 +1,13 @@
-"""Pieces every streaming transport shares: the writer wake-up and client ids."""
+"""Pieces every streaming transport shares: the flusher, the writer's wake-up, client ids."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any, cast
-
-from starlette.types import Message, Send
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("tickwire.streaming")
-
-# Scope key under which `TickwireApp` passes the server's own `send` to stream writers.
-RAW_SEND = "tickwire.send"
 
 
 class Waker:
@@ -57,62 +52,6 @@ class Waker:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-class EagerSend:
-    """Runs an ASGI `send` at once, in the caller, when it does not have to wait.
-
-    Waking one writer task per connection for every event costs more than the write
-    itself. A server's `send` only suspends when the socket is full (flow control), so
-    the dispatching code can step the coroutine itself: when it completes, the write is
-    done with no task switch; when it suspends, it is parked and the connection's own
-    task finishes it with `finish()`.
-    """
-
-    __slots__ = ("_parked", "_send")
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self._parked: tuple[Coroutine[Any, Any, None], Any] | None = None
-
-    @property
-    def parked(self) -> bool:
-        return self._parked is not None
-
-    def try_send(self, message: Message) -> bool:
-        """True when the message was written; False when it waits for `finish()`."""
-        coro = cast(Coroutine[Any, Any, None], self._send(message))
-        try:
-            waiting = coro.send(None)
-        except StopIteration:
-            return True
-        self._parked = (coro, waiting)
-        return False
-
-    async def send(self, message: Message) -> None:
-        """Send in the ordinary way, after any parked send."""
-        await self.finish()
-        await self._send(message)
-
-    async def finish(self) -> None:
-        """Complete a parked send (raises what the send raises)."""
-        if self._parked is None:
-            return
-        coro, waiting = self._parked
-        try:
-            while True:
-                if isinstance(waiting, asyncio.Future):
-                    waiting._asyncio_future_blocking = False
-                    await asyncio.wait([waiting])
-                else:  # a bare yield (sleep(0)): give the loop one turn
-                    await asyncio.sleep(0)
-                try:
-                    waiting = coro.send(None)
-                except StopIteration:
-                    return
-        finally:
-            self._parked = None
-            coro.close()
 
 
 class Flusher:

@@ -21,14 +21,25 @@ import msgpack
 import orjson
 
 from tickwire.core.event import Event
+from tickwire.errors import DecodeError
 from tickwire.wire.ws import event_message
+
+__all__ = [
+    "CODECS",
+    "JSON_CODEC",
+    "MSGPACK_CODEC",
+    "DecodeError",
+    "FramedCodec",
+    "JSONCodec",
+    "MsgpackCodec",
+    "WSCodec",
+    "choose_codec",
+    "ws_frame",
+    "ws_payload",
+]
 
 JSON_SUBPROTOCOL = "tickwire.json"
 MSGPACK_SUBPROTOCOL = "tickwire.msgpack"
-
-
-class DecodeError(ValueError):
-    """A frame that is not one valid message in the connection's encoding."""
 
 
 class WSCodec(Protocol):
@@ -63,6 +74,8 @@ class JSONCodec:
         head = b'{"type":"event","stream":' + orjson.dumps(stream) + b',"event":' + orjson.dumps(event.type)
         if event.id is not None:
             head += b',"id":' + orjson.dumps(event.id)
+        if event.urgent:  # SPEC 6: error-level alerts say so in the envelope
+            head += b',"urgent":true'
         return head + b',"data":' + event.json + b"}"
 
     def control_frame(self, type_: str, data: dict[str, Any], stream: str | None) -> bytes:
@@ -87,6 +100,7 @@ _KEY_STREAM = _packb("stream")
 _KEY_EVENT = _packb("event")
 _KEY_ID = _packb("id")
 _KEY_DATA = _packb("data")
+_KEY_URGENT = _packb("urgent") + _packb(True)
 _DATA_FORMAT = "msgpack"
 
 
@@ -109,7 +123,7 @@ class MsgpackCodec:
     def event_frame(self, event: Event, stream: str) -> bytes:
         data = event.wire(_DATA_FORMAT, _pack_data)  # the payload, packed once per event
         has_id = event.id is not None
-        out = bytearray(b"\x85" if has_id else b"\x84")  # fixmap of 5 or 4 entries
+        out = bytearray(((0x84 + has_id + event.urgent),))  # a fixmap of 4 to 6 entries
         out += _KEY_TYPE_EVENT
         out += _KEY_STREAM
         out += _packb(stream)
@@ -118,6 +132,8 @@ class MsgpackCodec:
         if event.id is not None:
             out += _KEY_ID
             out += _packb(event.id)
+        if event.urgent:
+            out += _KEY_URGENT
         out += _KEY_DATA
         out += data
         return bytes(out)

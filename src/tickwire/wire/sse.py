@@ -36,10 +36,16 @@ class SSECodec:
         return "sse"
 
     def event_frame(self, event: Event, stream: str) -> bytes:
-        head = b"event: " + _field(event.type) + b"\ndata: " + event.json
-        if event.id is None:
+        # Built once per event (Event.wire caches it) and shared by every subscriber.
+        return self.frame(event.type, event.json, event.id)
+
+    def frame(self, type_: str, data: bytes, event_id: str | None) -> bytes:
+        """The frame of an event given by its parts (type, payload as JSON, id): also what
+        the replay server (client/replay.py) serves recorded events with."""
+        head = b"event: " + _field(type_) + b"\ndata: " + data
+        if event_id is None:
             return head + b"\n\n"
-        return head + b"\nid: " + event.id.encode() + b"\n" + self._retry
+        return head + b"\nid: " + _field(event_id) + b"\n" + self._retry
 
     def control_frame(self, type_: str, data: dict[str, Any], stream: str | None) -> bytes:
         return b"event: " + _field(type_) + b"\ndata: " + orjson.dumps(data) + b"\n\n"

@@ -28,36 +28,40 @@ from dataclasses import dataclass
 from typing import Any
 
 from tickwire.codes import BAD_REQUEST, TOO_MANY_SUBSCRIPTIONS, UNKNOWN_TYPE
+from tickwire.config import Settings
 from tickwire.core.clock import Clock
-from tickwire.core.streams import MAX_SYMBOLS
+from tickwire.errors import ProtocolError, Rid, show
 
-MAX_MESSAGE_BYTES = 64 * 1024
-MAX_SUBSCRIPTIONS = 100
-MAX_COMMANDS_PER_S = 50
+# Bounds of the message format itself (the operational bounds are settings: CommandLimits).
 MAX_RID_CHARS = 64
 MAX_TOKEN_CHARS = 8192
-MAX_LAST_EVENT_ID = 256  # longer ids are cut and then fail to parse: a reset, like on SSE
 MAX_TS_CHARS = 64
 
 _STREAM = re.compile(r"^[a-z][a-z-]{0,31}(/[A-Za-z0-9._:-]{1,128})?$")
 _NAME = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-Rid = str | int | None
 Scalar = str | int | float | None
 
 
-class ProtocolError(Exception):
-    """A command the server will not run: answered with an `error` message."""
+@dataclass(frozen=True, slots=True)
+class CommandLimits:
+    """The settings that bound a command (TICKWIRE_WS_MAX_SUBSCRIPTIONS, ...)."""
 
-    def __init__(self, code: str, message: str, rid: Rid = None, stream: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.rid = rid
-        self.stream = stream
+    max_subscriptions: int
+    max_symbols: int
+    max_last_event_id: int
 
-    def to_message(self) -> dict[str, Any]:
-        return error(self.code, self.message, self.rid, self.stream)
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CommandLimits:
+        return cls(settings.ws_max_subscriptions, settings.max_symbols, settings.max_last_event_id)
+
+
+DEFAULT_LIMITS = CommandLimits.from_settings(Settings.model_validate({}))
+
+
+def error_message(exc: ProtocolError) -> dict[str, Any]:
+    """The `error` message answering a refused command."""
+    return error(exc.code, exc.message, exc.rid, exc.stream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +118,7 @@ _FIELDS: dict[str, frozenset[str]] = {
 _STREAM_FIELDS = frozenset({"stream", "lastEventId", "symbols", "userId"})
 
 
-def parse_command(obj: Any) -> Command:
+def parse_command(obj: Any, limits: CommandLimits = DEFAULT_LIMITS) -> Command:
     """The command in a decoded message; `ProtocolError` says what is wrong."""
     if not isinstance(obj, Mapping):
         raise ProtocolError(BAD_REQUEST, f"a message must be an object with a `type`, got {_kind(obj)}")
@@ -126,7 +130,7 @@ def parse_command(obj: Any) -> Command:
     if fields is None:
         raise ProtocolError(
             UNKNOWN_TYPE,
-            f"unknown message type {_show(type_)}; expected one of: auth, subscribe, unsubscribe, ping",
+            f"unknown message type {show(type_)}; expected one of: auth, subscribe, unsubscribe, ping",
             rid,
         )
     _only(obj, fields, type_, rid)
@@ -138,9 +142,9 @@ def parse_command(obj: Any) -> Command:
             raise ProtocolError(BAD_REQUEST, f"`token` is longer than {MAX_TOKEN_CHARS} characters", rid)
         return Auth(token, rid)
     if type_ == "subscribe":
-        return Subscribe(_stream_requests(obj.get("streams"), rid), rid)
+        return Subscribe(_stream_requests(obj.get("streams"), rid, limits), rid)
     if type_ == "unsubscribe":
-        return Unsubscribe(_stream_names(obj.get("streams"), rid), rid)
+        return Unsubscribe(_stream_names(obj.get("streams"), rid, limits), rid)
     ts = obj.get("ts")
     if isinstance(ts, bool) or not (ts is None or isinstance(ts, int | float | str)):
         raise ProtocolError(BAD_REQUEST, "`ts` must be a number or a string", rid)
@@ -154,11 +158,11 @@ def normalize_stream(name: str) -> str:
     return name.strip("/")
 
 
-def _stream_requests(raw: Any, rid: Rid) -> tuple[StreamRequest, ...]:
+def _stream_requests(raw: Any, rid: Rid, limits: CommandLimits) -> tuple[StreamRequest, ...]:
     items = _list(raw, "streams", rid)
-    if len(items) > MAX_SUBSCRIPTIONS:
+    if len(items) > limits.max_subscriptions:
         raise ProtocolError(
-            TOO_MANY_SUBSCRIPTIONS, f"at most {MAX_SUBSCRIPTIONS} streams per connection", rid
+            TOO_MANY_SUBSCRIPTIONS, f"at most {limits.max_subscriptions} streams per connection", rid
         )
     out: list[StreamRequest] = []
     seen: set[str] = set()
@@ -183,18 +187,18 @@ def _stream_requests(raw: Any, rid: Rid) -> tuple[StreamRequest, ...]:
         out.append(
             StreamRequest(
                 name,
-                last[:MAX_LAST_EVENT_ID] if last else None,
-                _symbols(item.get("symbols"), where, rid, name),
+                last[: limits.max_last_event_id] if last else None,
+                _symbols(item.get("symbols"), where, rid, name, limits.max_symbols),
                 _user_id(item.get("userId"), where, rid, name),
             )
         )
     return tuple(out)
 
 
-def _stream_names(raw: Any, rid: Rid) -> tuple[str, ...]:
+def _stream_names(raw: Any, rid: Rid, limits: CommandLimits) -> tuple[str, ...]:
     items = _list(raw, "streams", rid)
-    if len(items) > MAX_SUBSCRIPTIONS:
-        raise ProtocolError(BAD_REQUEST, f"at most {MAX_SUBSCRIPTIONS} streams per command", rid)
+    if len(items) > limits.max_subscriptions:
+        raise ProtocolError(BAD_REQUEST, f"at most {limits.max_subscriptions} streams per command", rid)
     names = [_stream_name(item, f"streams[{i}]", rid) for i, item in enumerate(items)]
     return tuple(dict.fromkeys(names))
 
@@ -205,21 +209,21 @@ def _stream_name(raw: Any, where: str, rid: Rid) -> str:
     name = normalize_stream(raw)
     if not _STREAM.match(name):
         raise ProtocolError(
-            BAD_REQUEST, f'{where}: {_show(raw)} is not a stream name (e.g. "orders", "strategies/s1")', rid
+            BAD_REQUEST, f'{where}: {show(raw)} is not a stream name (e.g. "orders", "strategies/s1")', rid
         )
     return name
 
 
-def _symbols(raw: Any, where: str, rid: Rid, name: str) -> tuple[str, ...] | None:
+def _symbols(raw: Any, where: str, rid: Rid, name: str, max_symbols: int) -> tuple[str, ...] | None:
     if raw is None:
         return None
     if not isinstance(raw, list) or not raw:
         raise ProtocolError(
             BAD_REQUEST, f"{where}.symbols must be a non-empty list of strings (omit it for all)", rid, name
         )
-    if len(raw) > MAX_SYMBOLS:
+    if len(raw) > max_symbols:
         raise ProtocolError(
-            BAD_REQUEST, f"{where}.symbols: at most {MAX_SYMBOLS} symbols per stream", rid, name
+            BAD_REQUEST, f"{where}.symbols: at most {max_symbols} symbols per stream", rid, name
         )
     for i, symbol in enumerate(raw):
         if not isinstance(symbol, str) or not symbol or "," in symbol:
@@ -269,10 +273,6 @@ def _kind(obj: Any) -> str:
     return {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(obj), "a number" if isinstance(obj, int | float) else type(obj).__name__
     )
-
-
-def _show(value: str) -> str:
-    return repr(value[:40] + ("..." if len(value) > 40 else ""))
 
 
 # -- server messages -------------------------------------------------------------------
@@ -337,7 +337,7 @@ class TokenBucket:
 
     __slots__ = ("_at", "_clock", "_tokens", "burst", "rate")
 
-    def __init__(self, clock: Clock, rate: float = MAX_COMMANDS_PER_S, burst: float | None = None) -> None:
+    def __init__(self, clock: Clock, rate: float, burst: float | None = None) -> None:
         self._clock = clock
         self.rate = rate
         self.burst = float(burst if burst is not None else rate)

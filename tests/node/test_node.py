@@ -9,9 +9,11 @@ from typing import Any, TypeVar
 from tickwire.config import load_settings
 from tickwire.core.clock import FakeClock
 from tickwire.core.connection import Connection
-from tickwire.core.streams import ANONYMOUS, Principal, resolve_stream
+from tickwire.core.streams import ANONYMOUS, Principal, Stream
+from tickwire.domain.catalog import resolve_stream
 from tickwire.node import Node
-from tickwire.publishing import PublishRequest
+from tickwire.pipeline import PublishRequest
+from tickwire.wire.poll import poll_body
 from tickwire.wire.sse import SSECodec, SSEParser
 
 T = TypeVar("T")
@@ -50,6 +52,12 @@ def events(conn: Connection) -> list[tuple[str, Any]]:
     return [(e.event, e.json()) for e in SSEParser().feed(conn.outbox.drain())]
 
 
+async def poll(node: Node, stream: Stream, after: str | None, limit: int, wait: float) -> dict[str, Any]:
+    start = await node.reader.poll(stream, after, wait)
+    reason = start.reset.reason if start.reset is not None else None
+    return poll_body(start.events[:limit], after, recovered=start.recovered, reason=reason)
+
+
 def alert(user: str, i: int) -> PublishRequest:
     return PublishRequest("alert:new", {"message": f"m{i}"}, user)
 
@@ -59,16 +67,16 @@ def test_user_history_is_dropped_only_after_the_ttl_since_the_last_disconnect() 
         stream = resolve_stream("alerts", {}, Principal("u"))
         first = await node.publish([alert("u", 1), alert("u", 2)])
         conn = connection(node, "u")
-        node.register(conn)
-        node.unregister(conn)  # the user's last connection went away
+        node.sessions.register(conn)
+        node.sessions.unregister(conn)  # the user's last connection went away
         clock.advance(299)
-        await node._sweep_idle_users(clock.monotonic())
-        kept = await node.poll(stream, first[0], 10, 0)
+        await node.housekeeping.sweep_idle_users()
+        kept = await poll(node, stream, first[0], 10, 0)
         assert kept["recovered"] is True
         assert [e["data"]["message"] for e in kept["events"]] == ["m2"]
         clock.advance(1)
-        await node._sweep_idle_users(clock.monotonic())
-        gone = await node.poll(stream, first[0], 10, 0)
+        await node.housekeeping.sweep_idle_users()
+        gone = await poll(node, stream, first[0], 10, 0)
         assert gone["recovered"] is False
         assert gone["reason"] == "history_trimmed"
 
@@ -80,13 +88,13 @@ def test_a_reconnect_before_the_ttl_keeps_the_history() -> None:
         stream = resolve_stream("alerts", {}, Principal("u"))
         ids = await node.publish([alert("u", 1), alert("u", 2)])
         conn = connection(node, "u")
-        node.register(conn)
-        node.unregister(conn)
+        node.sessions.register(conn)
+        node.sessions.unregister(conn)
         clock.advance(200)
-        node.register(connection(node, "u"))  # back within the TTL
+        node.sessions.register(connection(node, "u"))  # back within the TTL
         clock.advance(200)
-        await node._sweep_idle_users(clock.monotonic())
-        assert (await node.poll(stream, ids[0], 10, 0))["recovered"] is True
+        await node.housekeeping.sweep_idle_users()
+        assert (await poll(node, stream, ids[0], 10, 0))["recovered"] is True
 
     run(body, BUFFER_TTL_S="300")
 
@@ -94,8 +102,8 @@ def test_a_reconnect_before_the_ttl_keeps_the_history() -> None:
 def test_fills_derive_positions_and_prices_mark_them_through_the_throttle() -> None:
     async def body(node: Node, clock: FakeClock) -> None:
         conn = connection(node, "u")
-        node.register(conn)
-        await node.attach(conn, resolve_stream("positions", {}, Principal("u")), None)
+        node.sessions.register(conn)
+        await node.sessions.attach(conn, resolve_stream("positions", {}, Principal("u")), None)
         conn.outbox.drain()
         await node.publish(
             [
@@ -115,7 +123,7 @@ def test_fills_derive_positions_and_prices_mark_them_through_the_throttle() -> N
         marks = events(conn)
         assert [m["currentPrice"] for _, m in marks] == [101.0]  # the first goes at once
         clock.advance(0.1)
-        await node._publish_marks(node.marks.due())
+        await node.pipeline.publish_due()
         ((_, last),) = events(conn)
         assert last["currentPrice"] == 103.0  # the latest wins at the window's end
         assert last["unrealizedPnL"] == 30.0
@@ -134,7 +142,7 @@ def test_long_poll_returns_when_an_event_arrives() -> None:
             await node.publish([PublishRequest("agent:status", {"agentId": "a", "state": "stopped"})])
 
         task = asyncio.create_task(later())
-        body = await node.poll(stream, first, 10, 5.0)
+        body = await poll(node, stream, first, 10, 5.0)
         await task
         assert [e["data"]["state"] for e in body["events"]] == ["stopped"]
         assert body["lastEventId"] == body["events"][0]["id"]

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from tickwire.errors import PublishError
-from tickwire.publishing import MAX_BATCH, parse_publish_body
+from tickwire.pipeline.validate import Validator, parse_publish_body
 
 
 def test_single_and_batch() -> None:
@@ -31,7 +31,10 @@ def test_single_and_batch() -> None:
         ({"type": "price:update", "data": {"symbol": "A", "price": -1}}, "negative"),
         ({"type": "order:fill", "user": "u", "data": {"orderId": "o", "filledQty": True}}, "finite number"),
         ({"type": "order:fill", "user": "u", "data": {"orderId": "o", "status": "done"}}, "filled or"),
-        ({"type": "alert:new", "user": "u", "data": {"message": "m", "level": "fatal"}}, "alert level"),
+        (
+            {"type": "alert:new", "user": "u", "data": {"message": "m", "level": "fatal"}},
+            "alert:new data.level must be info, warning or error",
+        ),
         ({"type": "alert:new", "user": "u", "data": {"message": "m", "timestamp": 5}}, "timestamp"),
         ({"type": "alert:new", "user": "u", "data": {"message": "m"}, "extra": 1}, "unknown field"),
     ],
@@ -49,5 +52,7 @@ def test_a_bad_item_in_a_batch_is_named() -> None:
 
 def test_batches_are_bounded() -> None:
     ok = {"type": "alert:new", "user": "u", "data": {"message": "m"}}
-    with pytest.raises(PublishError, match=str(MAX_BATCH)):
-        parse_publish_body([ok] * (MAX_BATCH + 1))
+    with pytest.raises(PublishError, match="at most 1000 events"):
+        parse_publish_body([ok] * 1001)
+    with pytest.raises(PublishError, match="at most 3 events"):
+        Validator(max_batch=3).parse_body([ok] * 4)

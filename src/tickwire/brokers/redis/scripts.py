@@ -1,0 +1,143 @@
+"""How the Redis broker reaches Redis: the URL, the key names, the Lua scripts and the one
+connection pool every component shares (`Link`).
+
+The scripts are files in `tickwire/brokers/lua/` (package data). Each one but `leader.lua`
+gets `common.lua` prepended and is called with no keys and the key prefix as ARGV[1]; the
+lease script is called on its own, with its key. The key layout is docs/redis.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from tickwire.errors import BrokerUnavailable
+
+DEFAULT_PREFIX = "tw"
+MAX_REDIS_CONNECTIONS = 64  # per node, besides its subscription
+# Scripts that share common.lua and take the prefix as ARGV[1].
+PREFIXED_SCRIPTS = ("publish", "history", "snapshot", "presence", "heartbeat", "ratelimit", "ingest_skip")
+LEADER = "leader"
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """`redis://host:port/db?prefix=p` -> (the URL for redis-py, the key prefix)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = DEFAULT_PREFIX
+    kept = []
+    for name, value in query:
+        if name == "prefix":
+            prefix = value or DEFAULT_PREFIX
+        else:
+            kept.append((name, value))
+    return urlunsplit(parts._replace(query=urlencode(kept))), prefix
+
+
+def describe(redis_url: str) -> str:
+    """Where Redis is, for messages: host:port without credentials."""
+    return urlsplit(redis_url).netloc.rpartition("@")[2] or redis_url
+
+
+class Keys:
+    """The names of the keys and channels the Python side touches (Lua builds the rest)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.events = f"{prefix}:events"  # pub/sub: stamped batches
+        self.control = f"{prefix}:control"  # pub/sub: broadcasts, evictions, pings, markers
+        self.ingest = f"{prefix}:ingest"
+        self.ingest_cursor = f"{prefix}:ingest:cursor"
+        self.ingest_leader = f"{prefix}:ingest:leader"
+        self.ingest_errors = f"{prefix}:ingest:errors"
+
+    def log_events(self, log: str) -> str:
+        return f"{self.prefix}:log:{log}:events"
+
+    def state(self, log: str, kind: str) -> str:
+        return f"{self.prefix}:log:{log}:state:{kind}"
+
+    def strategy(self, strategy_id: str) -> str:
+        return f"{self.prefix}:strategy:{strategy_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    text: str
+    sha: str
+
+
+def load_script(name: str, *, common: bool = True) -> Script:
+    """A script from the package's `lua/` folder, with `common.lua` prepended unless told."""
+    folder = resources.files("tickwire.brokers") / "lua"
+    text = (folder / f"{name}.lua").read_text()
+    if common:
+        text = (folder / "common.lua").read_text() + "\n" + text
+    return Script(name, text, hashlib.sha1(text.encode()).hexdigest())
+
+
+def load_scripts() -> dict[str, Script]:
+    scripts = {name: load_script(name) for name in PREFIXED_SCRIPTS}
+    scripts[LEADER] = load_script(LEADER, common=False)
+    return scripts
+
+
+async def evalsha(client: Any, script: Script, numkeys: int, *args: Any) -> Any:
+    """EVALSHA, or EVAL when Redis does not know the script (a restarted Redis); EVAL also
+    puts it back in Redis's script cache."""
+    try:
+        return await client.evalsha(script.sha, numkeys, *args)
+    except NoScriptError:
+        return await client.eval(script.text, numkeys, *args)
+
+
+class Link:
+    """One Redis, as every component of the broker reaches it: a bounded connection pool
+    and its client, the key names, the scripts, and how to say that Redis is away."""
+
+    def __init__(self, redis_url: str, prefix: str, *, socket_timeout_s: float = 5.0) -> None:
+        self.where = describe(redis_url)
+        self.keys = Keys(prefix)
+        self.scripts = load_scripts()
+        # Commands wait for one of a bounded set of connections (a burst of attaches must
+        # queue, not fail with "too many connections").
+        self.pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url,
+            max_connections=MAX_REDIS_CONNECTIONS,
+            timeout=socket_timeout_s,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=min(2.0, socket_timeout_s),
+            retry=Retry(NoBackoff(), 0),
+            retry_on_error=[],
+            health_check_interval=0,
+            protocol=2,  # pub/sub messages as plain replies (RESP3 would route them to push handlers)
+        )
+        self.client = aioredis.Redis(connection_pool=self.pool)
+
+    @property
+    def prefix(self) -> str:
+        return self.keys.prefix
+
+    async def run(self, name: str, args: Sequence[Any], client: Any = None) -> Any:
+        """Run a prefixed script (ARGV: prefix, *args) on `client` (default: the pool)."""
+        return await evalsha(client or self.client, self.scripts[name], 0, self.keys.prefix, *args)
+
+    def unavailable(self, exc: BaseException) -> BrokerUnavailable:
+        return BrokerUnavailable(f"Redis at {self.where} is unreachable ({type(exc).__name__}: {exc})")
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.aclose()
+        with contextlib.suppress(RedisError, OSError):
+            await self.pool.disconnect()

@@ -1,0 +1,137 @@
+"""A tickwire node: lifecycle and wiring.
+
+    publish ─► pipeline (pipeline/) ─► broker ─► sink (sink.py) ─► hub (core/hub.py)
+    transports ─► sessions (sessions.py): register, attach ◄─ reader (reader.py)
+    housekeeping (timers.py): throttled ticks, processors' held-back events, idle users
+
+Everything the node does is done by one of these components; the node builds them from
+the settings, starts and stops them, and is where an application reaches them
+(`node.publish`, `node.pipeline`, `node.sessions`...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from tickwire.brokers.base import Broker
+from tickwire.brokers.memory import MemoryBroker
+from tickwire.codes import CloseReason
+from tickwire.config import Settings
+from tickwire.core.clock import Clock, SystemClock
+from tickwire.core.event import iso_timestamp
+from tickwire.core.hub import Hub
+from tickwire.domain.catalog import EVENT_TYPES, catalog, is_finished
+from tickwire.domain.positions import PositionsProcessor
+from tickwire.errors import ConfigError
+from tickwire.metrics import Metrics
+from tickwire.node.reader import StreamReader
+from tickwire.node.retention import IdleUsers
+from tickwire.node.sessions import Sessions
+from tickwire.node.sink import NodeSink
+from tickwire.node.timers import Housekeeping
+from tickwire.pipeline import Processor, PublishPipeline, PublishRequest, Validator
+
+
+def make_broker(settings: Settings) -> Broker:
+    if settings.broker == "memory":
+        return MemoryBroker(
+            user_history=settings.user_buffer,
+            public_history=settings.public_buffer,
+            state_capacity=settings.state_capacity,
+            finished=is_finished,
+        )
+    if settings.broker.startswith(("redis://", "rediss://", "unix://")):
+        from tickwire.brokers.redis import RedisBroker  # only Redis deployments load it
+
+        return RedisBroker.from_settings(settings)
+    raise ConfigError(f"TICKWIRE_BROKER={settings.broker}: use `memory` or a redis:// URL")
+
+
+class Node:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        broker: Broker | None = None,
+        clock: Clock | None = None,
+        processors: Sequence[Processor] = (),
+    ) -> None:
+        """`processors` run after the built-in ones (positions from fills and prices)."""
+        self.settings = settings
+        self.clock = clock = clock or SystemClock()
+        self.broker = broker = broker or make_broker(settings)
+        self.metrics = metrics = Metrics()
+        self.catalog = catalog(settings.max_symbols)
+        self.hub = Hub(
+            clock=clock, throttle_s=settings.throttle_s, max_conns_per_user=settings.max_conns_per_user
+        )
+        self.positions = PositionsProcessor(clock, settings.throttle_s)
+        self.pipeline = PublishPipeline(
+            broker,
+            clock,
+            Validator(EVENT_TYPES, settings.publish_max_batch),
+            [self.positions, *processors],
+            metrics,
+        )
+        self.reader = StreamReader(broker, clock, metrics)
+        idle_users = IdleUsers(clock, settings.buffer_ttl_s)
+        self.sessions = Sessions(
+            self.hub,
+            broker,
+            self.reader,
+            clock=clock,
+            metrics=metrics,
+            idle_users=idle_users,
+            connect_rate=settings.connect_rate,
+            spawn=self.spawn,
+        )
+        self.sink = NodeSink(self.hub, self.reader, self.sessions)
+        self.housekeeping = Housekeeping(
+            self.hub, self.pipeline, broker, idle_users, clock, settings.throttle_s
+        )
+        metrics.connections = self.sessions.connection_counts
+        metrics.outbox_bytes = lambda: sum(c.outbox.pending_bytes for c in self.hub.connections.values())
+        self._timer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.started = False
+
+    async def start(self) -> None:
+        await self.broker.start(self.sink, ingest=self._ingest)
+        self._timer = asyncio.create_task(self.housekeeping.run(), name="tickwire-timers")
+        self.started = True
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run a background task that lives as long as the node (demo feeds, plugins)."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def stop(self) -> None:
+        self.started = False
+        tasks = [t for t in (self._timer, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for conn in list(self.hub.connections.values()):
+            conn.close(CloseReason.SHUTDOWN)
+        await self.broker.stop()
+
+    async def publish(self, requests: Sequence[PublishRequest]) -> list[str | None]:
+        """Publish a validated batch in-process (SPEC 9); the ids of its events, in order."""
+        return await self.pipeline.publish(requests)
+
+    async def _ingest(self, body: Any, entry_id: str) -> list[str | None]:
+        """A publish body from the broker's ingest stream: the same stages as HTTP."""
+        return await self.pipeline.publish_body(body, ingest_id=entry_id)
+
+    async def broadcast_test(self, message: str) -> int:
+        """`event: test` to every connection of every node (SPEC 2, POST /api/stream/test)."""
+        data = {"message": message, "timestamp": iso_timestamp(self.clock.wall_ms())}
+        await self.broker.broadcast("test", data)
+        return len(self.hub.connections)

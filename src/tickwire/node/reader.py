@@ -1,0 +1,117 @@
+"""What a reader of a stream gets before live events: a snapshot, buffered events or a
+replay; and the request/response form of the same thing (poll, long-poll, backfill).
+
+The reader reads the broker and returns events; it never touches a connection. Attaching
+them to a connection (sessions.py) and answering a poll request (server/poll.py) are its
+callers' business.
+
+Resume rule (SPEC 4): an id the log can honour gets the missed log events of the stream,
+then the current values of the ticks it missed; anything else (malformed, another epoch,
+trimmed, ahead) gets a `Reset` saying why, plus what a new reader would get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from tickwire.brokers.base import Broker, History
+from tickwire.core.clock import Clock
+from tickwire.core.event import Event
+from tickwire.core.ids import Position, parse_id
+from tickwire.core.log import MALFORMED, Reset
+from tickwire.core.streams import Stream
+from tickwire.errors import MalformedId
+from tickwire.metrics import Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """The events a reader gets before live ones, and the log position they reflect."""
+
+    events: list[Event]
+    end: Position
+    # Why the requested resume could not be honoured (the events are then a fresh start).
+    reset: Reset | None = None
+
+    @property
+    def recovered(self) -> bool:
+        return self.reset is None
+
+
+class StreamReader:
+    def __init__(self, broker: Broker, clock: Clock, metrics: Metrics) -> None:
+        self.broker = broker
+        self.clock = clock
+        self.metrics = metrics
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+
+    async def start(self, stream: Stream, last_event_id: str | None) -> Start:
+        """A new reader's start (no id), or a resume from `last_event_id`."""
+        if last_event_id is None:
+            return await self.fresh(stream)
+        try:
+            pos = parse_id(last_event_id)
+        except MalformedId:
+            return await self._reset(stream, MALFORMED)
+        history = await self.broker.history(stream.log, pos)
+        if history.reset is not None:
+            return await self._reset(stream, history.reset)
+        self.metrics.replays.inc()
+        return Start(replayed(stream, history), history.end)
+
+    async def _reset(self, stream: Stream, reset: Reset) -> Start:
+        self.metrics.resets.labels(reset.reason).inc()
+        fresh = await self.fresh(stream)
+        return Start(fresh.events, fresh.end, reset)
+
+    async def fresh(self, stream: Stream) -> Start:
+        """What a new connection gets (the snapshot, or the buffered log events)."""
+        ms = self.clock.wall_ms()
+        kinds = [part.kind for part in stream.definition.snapshot]
+        if kinds:
+            snap = await self.broker.snapshot(stream.log, kinds)
+            pos = None if snap.empty else snap.end
+            payloads = stream.snapshot_payloads(snap.states, ms)
+            return Start([Event(t, d, stream.log, pos, ms) for t, d in payloads], snap.end)
+        history = await self.broker.history(stream.log, None)
+        return Start([e for e in history.events if stream.matches(e)], history.end)
+
+    async def poll(self, stream: Stream, after: str | None, wait_s: float) -> Start:
+        """SPEC section 7: what comes after `after` (or a fresh start); with `wait_s`, hold
+        the request until something arrives on the stream or the time is up."""
+        deadline = self.clock.monotonic() + wait_s
+        while True:
+            start = await self.start(stream, after)
+            if start.events or wait_s <= 0 or not start.recovered:
+                return start
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0 or not await self._wait(stream.log, remaining):
+                return start
+
+    async def _wait(self, log: str, timeout_s: float) -> bool:
+        """Wait until `log` gets an event (True) or the time is up (False)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(log, set())
+        waiters.add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiters.discard(fut)
+            if not waiters and self._waiters.get(log) is waiters:
+                del self._waiters[log]
+
+    def wake(self, log: str) -> None:
+        """Something happened on `log` (an event, or a reset): long-polls of it look again."""
+        waiters = self._waiters.pop(log, None)
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(None)
+
+
+def replayed(stream: Stream, history: History) -> list[Event]:
+    """The stream's part of a resume: its missed log events, then its changed ticks."""
+    return [e for e in history.events if stream.matches(e)] + [t for t in history.ticks if stream.matches(t)]

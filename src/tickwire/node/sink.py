@@ -1,0 +1,40 @@
+"""The node as its broker's sink: the last stage of the publish pipeline (dispatch) and
+the cluster events a shared broker reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tickwire.core.event import Event
+from tickwire.core.hub import Hub
+from tickwire.node.reader import StreamReader
+from tickwire.node.sessions import Sessions
+
+
+class NodeSink:
+    """Implements `brokers.base.BrokerSink` for one node."""
+
+    def __init__(self, hub: Hub, reader: StreamReader, sessions: Sessions) -> None:
+        self.hub = hub
+        self.reader = reader
+        self.sessions = sessions
+
+    def on_event(self, event: Event) -> None:
+        self.hub.dispatch(event)
+        self.reader.wake(event.log)
+
+    def on_broadcast(self, type_: str, data: dict[str, Any]) -> None:
+        self.hub.broadcast(type_, data)
+
+    def on_reset(self, log: str, reason: str) -> None:
+        self.sessions.reset_log(log, reason)
+        self.reader.wake(log)
+
+    def on_evict(self, serial: int) -> None:
+        self.sessions.evict(serial)
+
+    def watched_logs(self) -> set[str]:
+        return self.sessions.watched_logs()
+
+    def local_connections(self) -> list[tuple[str, int]]:
+        return self.sessions.local_connections()
