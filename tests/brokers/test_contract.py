@@ -102,6 +102,21 @@ def test_logs_are_independent(factory: BrokerFactory) -> None:
     run(factory, body)
 
 
+def test_ids_are_unique_across_logs_stamped_in_the_same_millisecond(factory: BrokerFactory) -> None:
+    """SPEC 1: no two events of a deployment share an id, whatever their logs."""
+
+    async def body(broker: Broker, sink: Sink) -> None:
+        ids: list[str | None] = []
+        for batch in range(10):  # 10,000 events across 1,000 user logs, in batches of 1,000
+            pubs = [
+                Publication("ai:decision", {"n": batch * 1000 + u}, f"user:u{u}") for u in range(1000)
+            ]
+            ids += [e.id for e in await broker.publish(pubs, 1_767_350_400_000)]
+        assert None not in ids and len(set(ids)) == len(ids) == 10_000
+
+    run(factory, body)
+
+
 def test_ticks_get_unique_ids_but_no_history(factory: BrokerFactory) -> None:
     async def body(broker: Broker, sink: Sink) -> None:
         ticks = await broker.publish([price("AAPL", 1), price("AAPL", 2), price("MSFT", 3)], 5)

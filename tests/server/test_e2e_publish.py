@@ -44,6 +44,22 @@ def test_publish_answers_one_id_per_event_in_order(server: ServerProcess) -> Non
     assert [e["id"] for e in body["events"]] == [ids[0], single.json()["ids"][0]]
 
 
+def test_ids_are_unique_across_users_in_full_batches(server: ServerProcess) -> None:
+    """SPEC 1: two users' events stamped in the same millisecond never share an id."""
+    prefix = uid("uniq")
+    ids: list[str] = []
+    for batch in range(10):  # 10,000 events across 1,000 users, 1,000 per request (the bound)
+        body = [{"type": "ai:decision", "user": f"{prefix}-{u}", "data": {"n": batch}} for u in range(1000)]
+        response = post_publish(server, body)
+        assert response.status_code == 200
+        ids += response.json()["ids"]
+    assert len(ids) == 10_000 and len(set(ids)) == 10_000
+    polled = {
+        poll(server, "ai-decisions", server.token(f"{prefix}-{u}")).json()["events"][0]["id"] for u in (0, 1)
+    }
+    assert len(polled) == 2
+
+
 def test_secrets_are_redacted_at_any_depth(server: ServerProcess) -> None:
     user = uid("redact")
     token = server.token(user)

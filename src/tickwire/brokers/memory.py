@@ -1,7 +1,9 @@
 """The embedded broker: logs, state and fan-out inside one process.
 
-History is lost when the process stops; a new process starts a new epoch, so a
-client resuming with an id from the old process gets an explicit reset.
+Every log gets a random epoch when it is created, so two logs never share ids (an id
+packs the epoch with the log's counters) and a log created again (another process, or
+after it was forgotten) can never be mistaken for the old one: a client resuming with an
+old id gets an explicit reset.
 """
 
 from __future__ import annotations
@@ -32,10 +34,8 @@ class MemoryBroker(Broker):
         user_history: int = 100,
         public_history: int = 100,
         state_capacity: int = 1000,
-        epoch: int | None = None,
         finished: Finished = never_finished,
     ) -> None:
-        self.epoch = epoch if epoch is not None else new_epoch()
         self.user_history = user_history
         self.public_history = public_history
         self.state_capacity = state_capacity
@@ -55,7 +55,7 @@ class MemoryBroker(Broker):
         log = self._logs.get(name)
         if log is None:
             capacity = self.user_history if log_user(name) is not None else self.public_history
-            log = self._logs[name] = EventLog(name, self.epoch, capacity)
+            log = self._logs[name] = EventLog(name, new_epoch(), capacity)
         return log
 
     def _state(self, log: str, kind: str) -> KeyedState:

@@ -25,6 +25,16 @@ local function expire_history(user, ttl)
   end
 end
 
+-- A new log's epoch: random (the nonce is), and different for every log a script opens
+-- with the same nonce (52 bits, exact in Lua's numbers; 0 is not an epoch).
+local function new_epoch(nonce, log)
+  local epoch = tonumber(string.sub(redis.sha1hex(nonce .. '\t' .. log), 1, 13), 16)
+  if epoch == 0 then
+    epoch = 1
+  end
+  return epoch
+end
+
 -- The counters of a log, creating them with a new epoch when nothing is known of it:
 -- whatever an older epoch left behind (history, state) goes with it, so ids of the old
 -- epoch can only ever get an explicit reset.
@@ -46,11 +56,11 @@ local function open_log(log, nonce, kinds, state_ttl)
       doomed[#doomed + 1] = base .. ':done:' .. kind
     end
     redis.call('DEL', unpack(doomed))
-    m.epoch = tonumber(nonce)
+    m.epoch = new_epoch(nonce, log)
     m.offset = 0
     m.tick = 0
     m.fresh = true
-    redis.call('HSET', mk, 'epoch', nonce, 'offset', '0', 'tick', '0')
+    redis.call('HSET', mk, 'epoch', num(m.epoch), 'offset', '0', 'tick', '0')
     if m.user and state_ttl > 0 then
       redis.call('PEXPIRE', mk, state_ttl)
     end
