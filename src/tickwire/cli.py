@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import os
+import socket
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -67,25 +71,45 @@ def serve(config: str | None, replay: str | None, **flags: Any) -> None:
     else:
         app = create_app(settings)
     app.state.on_startup.append(_gc_policy)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            ws=uvicorn_ws_protocol(),
-            ws_max_size=PROTOCOL_MAX_SIZE,
-            ws_ping_interval=None,  # the app sends its own ping frames (server/ws.py)
-            ws_per_message_deflate=True,
-            lifespan="on",
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=5,
-        )
+    uv_config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws=uvicorn_ws_protocol(),
+        ws_max_size=PROTOCOL_MAX_SIZE,
+        ws_ping_interval=None,  # the app sends its own ping frames (server/ws.py)
+        ws_per_message_deflate=True,
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        # What is still open after the node closed its connections (a peer that does not
+        # read, a publish in flight) gets the same grace again, then is cut off.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
     _announce(settings)
-    server.run()
+    _handing_over(uv_config, app.state.close_connections).run()
+
+
+def _handing_over(config: Any, close_connections: Callable[[], Awaitable[int]]) -> Any:
+    """A uvicorn server that, on SIGTERM, stops accepting and has the node close its
+    connections (flushed SSE responses end, WebSockets get 1001) at once, so clients
+    reconnect elsewhere and resume by id. uvicorn alone only sends the lifespan's shutdown
+    after every connection ended, and open streams never end by themselves."""
+    import uvicorn
+
+    class HandingOverServer(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for server in getattr(self, "servers", ()):
+                server.close()  # stop accepting (uvicorn does it again: harmless)
+            try:
+                await close_connections()
+            except Exception:  # never keep uvicorn from shutting down
+                logging.getLogger("tickwire.cli").exception("closing the connections failed")
+            await super().shutdown(sockets)
+
+    return HandingOverServer(config)
 
 
 def _serve_replay(path: str, config: str | None, overrides: dict[str, Any]) -> None:

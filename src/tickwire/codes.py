@@ -8,7 +8,7 @@ A client decides what to do after a close from the code alone:
 | 1001 | going_away | yes, at once (another node), resuming every stream from its last id |
 | 1008 | policy_violation | no: the client broke a bound (message size, command rate); fix it first |
 | 1011 | internal_error | yes, with backoff (also used when two pings went unanswered) |
-| 4001 | unauthorized | no: get a valid token first |
+| 4001 | unauthorized | no: get a valid token first (after `auth:expired`: reconnect with a fresh one) |
 | 4008 | slow_consumer | yes, resuming from the last ids (history has what was not delivered) |
 | 4029 | connection_limit | no: a newer connection of the same user took this one's place |
 
@@ -65,6 +65,7 @@ class CloseReason(StrEnum):
     SHUTDOWN = "shutdown"  # the node is stopping
     IDLE_TIMEOUT = "idle_timeout"  # nothing either way for TICKWIRE_IDLE_TIMEOUT_S
     UNAUTHORIZED = "unauthorized"  # bad credentials on a WebSocket
+    AUTH_EXPIRED = "auth_expired"  # the credentials expired on the open connection (SPEC 5)
     POLICY = "policy"  # the client broke a bound (message size, command rate)
     PING_TIMEOUT = "ping_timeout"  # two WebSocket pings unanswered
     INTERNAL = "internal"  # a bug: this connection only
@@ -78,6 +79,9 @@ CLOSE_FOR_REASON: dict[str, CloseCode] = {
     CloseReason.SHUTDOWN: GOING_AWAY,
     CloseReason.IDLE_TIMEOUT: CloseCode(1000, "idle_timeout", True, "idle timeout: nothing sent either way"),
     CloseReason.UNAUTHORIZED: UNAUTHORIZED,
+    CloseReason.AUTH_EXPIRED: CloseCode(
+        4001, "auth_expired", False, "token expired: reconnect or authenticate with a fresh token"
+    ),
     CloseReason.POLICY: POLICY_VIOLATION,
     CloseReason.PING_TIMEOUT: CloseCode(1011, "ping_timeout", True, "ping timeout: two pings unanswered"),
     CloseReason.INTERNAL: INTERNAL_ERROR,

@@ -56,10 +56,23 @@ class Settings(BaseModel):
     state_ttl_s: float = Field(
         7 * 86400.0,
         gt=0,
-        description="Redis broker: a user log's keyed state and counters untouched this long are dropped "
-        "(its next event starts a new epoch); bounds Redis memory",
+        description="a user without a connection or an event this long is forgotten: history, keyed "
+        "state, portfolio (their next event starts a new epoch); bounds the broker's memory",
+    )
+    max_users: int = Field(
+        1_000_000,
+        ge=1,
+        description="memory broker: users held at most; beyond, the least recently active idle user "
+        "is forgotten (their next resume gets stream:reset)",
     )
     max_query: int = Field(4096, ge=256, description="longest accepted query string, bytes")
+    shutdown_grace_s: float = Field(
+        2.0,
+        ge=0,
+        le=600,
+        description="at shutdown, connections are closed at once (SSE responses end after what is queued, "
+        "WebSockets get 1001) and get this long to finish before the server cuts them off",
+    )
     # Protocol bounds (SPEC 5-7, 9). The defaults are the SPEC's numbers.
     max_last_event_id: int = Field(
         256, ge=32, le=4096, description="longest resume id read; longer ones are cut (and then reset)"

@@ -6,6 +6,7 @@ TickwireError
 ├── BrokerUnavailable      the broker cannot be reached (HTTP 503; /readyz 503)
 │   ├── PublishOutcomeUnknown  the batch was sent but never answered: it may be stored
 │   └── IngestDuplicate        an ingest entry another node already published
+├── StateConflict          a processor state changed since it was read: derive again
 ├── Refused                a request that cannot be served: HTTP status, message, headers
 │   └── StreamError        a stream that cannot be served (404 unknown, 403 not yours, ...)
 ├── ProtocolError          a WebSocket command the server will not run (`error` message)
@@ -55,6 +56,11 @@ class PublishOutcomeUnknown(BrokerUnavailable):
 
 class IngestDuplicate(BrokerUnavailable):
     """The ingest entry was already published (by this or another node)."""
+
+
+class StateConflict(TickwireError):
+    """A batch's processor state changed since it was read (another node wrote it): nothing
+    was stamped; read and derive again."""
 
 
 class Refused(TickwireError):
@@ -111,6 +117,7 @@ __all__ = [
     "PublishError",
     "PublishOutcomeUnknown",
     "Refused",
+    "StateConflict",
     "StreamError",
     "TickwireError",
     "show",

@@ -3,14 +3,19 @@
 Hot-path numbers (deliveries, drops, queued bytes, connections) are plain integers
 kept by the core and read when `/metrics` is scraped, so delivering an event costs
 no metric call; rarer things (publishes, replays, resets) are ordinary counters.
+Gauges the node knows better (connections, outbox bytes, tracked users, buffered
+events) are callables the node sets; they read 0 until it does. The process itself
+(resident memory, CPU seconds, open file descriptors) comes from prometheus-client's
+`ProcessCollector`, on this registry too.
 """
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -41,12 +46,22 @@ class Metrics:
         self.latency = {t: FastHistogram(LATENCY_BUCKETS) for t in TRANSPORTS}
         self.throttled = 0
         self.connections: Callable[[], dict[str, int]] = dict
-        self.outbox_bytes: Callable[[], int] = lambda: 0
+        self.outbox_bytes: Callable[[], int] = _zero
+        self.tracked_users: Callable[[], int] = _zero
+        """Users whose history, keyed state or portfolio this node holds (set by the node)."""
+        self.buffered_events: Callable[[], int] = _zero
+        """Log events held in history by this node's broker (set by the node)."""
+        self.started = time.monotonic()
         self.ws = WSMetrics(self.registry)
         self.registry.register(_CoreCollector(self))
+        ProcessCollector(registry=self.registry)  # process_* (Linux /proc; nothing elsewhere)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _zero() -> int:
+    return 0
 
 
 class WSMetrics:
@@ -149,4 +164,19 @@ class _CoreCollector(Collector):
         yield latency
         yield GaugeMetricFamily(
             "tickwire_outbox_bytes", "Bytes queued in outboxes", value=self.m.outbox_bytes()
+        )
+        yield GaugeMetricFamily(
+            "tickwire_uptime_seconds",
+            "Seconds since this node's metrics were created (with the node)",
+            value=time.monotonic() - self.m.started,
+        )
+        yield GaugeMetricFamily(
+            "tickwire_tracked_users",
+            "Users whose history, keyed state or portfolio this node holds",
+            value=self.m.tracked_users(),
+        )
+        yield GaugeMetricFamily(
+            "tickwire_buffered_events",
+            "Log events held in history by this node's broker",
+            value=self.m.buffered_events(),
         )

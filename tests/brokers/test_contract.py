@@ -11,11 +11,12 @@ from typing import TypeVar
 import pytest
 
 from support.sinks import RecordingSink as Sink
-from tickwire.brokers.base import Batch, Broker, Publication
+from tickwire.brokers.base import Batch, Broker, IndexChange, Publication, StateWrite, Stored
 from tickwire.brokers.memory import MemoryBroker
 from tickwire.core.event import Event
 from tickwire.core.ids import Position
 from tickwire.core.log import AHEAD, TOO_OLD, UNKNOWN_EPOCH
+from tickwire.errors import StateConflict
 
 T = TypeVar("T")
 HISTORY = 10
@@ -108,9 +109,7 @@ def test_ids_are_unique_across_logs_stamped_in_the_same_millisecond(factory: Bro
     async def body(broker: Broker, sink: Sink) -> None:
         ids: list[str | None] = []
         for batch in range(10):  # 10,000 events across 1,000 user logs, in batches of 1,000
-            pubs = [
-                Publication("ai:decision", {"n": batch * 1000 + u}, f"user:u{u}") for u in range(1000)
-            ]
+            pubs = [Publication("ai:decision", {"n": batch * 1000 + u}, f"user:u{u}") for u in range(1000)]
             ids += [e.id for e in await broker.publish(pubs, 1_767_350_400_000)]
         assert None not in ids and len(set(ids)) == len(ids) == 10_000
 
@@ -290,3 +289,69 @@ def test_healthy(factory: BrokerFactory) -> None:
         return await broker.healthy()
 
     assert run(factory, body) is True
+
+
+# -- processor state ----------------------------------------------------------------------
+
+
+def test_processor_state_is_versioned_and_written_with_its_batch(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        assert await broker.load([("user:a", "book")]) == [Stored()]
+        write = StateWrite("user:a", "book", {"n": 1, "x": [1.5, "é"]}, expect=0)
+        (event,) = await broker.submit(Batch([alert("a", 1)], 1, writes=[write]))
+        assert event.id is not None
+        assert await broker.load([("user:a", "book"), ("user:b", "book")]) == [
+            Stored(1, {"n": 1, "x": [1.5, "é"]}),
+            Stored(),
+        ]
+        await broker.submit(Batch([], 2, writes=[StateWrite("user:a", "book", {"n": 2}, expect=1)]))
+        assert (await broker.load([("user:a", "book")]))[0] == Stored(2, {"n": 2})
+
+    run(factory, body)
+
+
+def test_a_write_from_an_old_version_refuses_the_whole_batch(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        await broker.submit(Batch([alert("a", 1)], 1, writes=[StateWrite("user:a", "book", {"n": 1}, 0)]))
+        stale = Batch([alert("a", 2), alert("b", 1)], 2, writes=[StateWrite("user:a", "book", {"n": 9}, 0)])
+        with pytest.raises(StateConflict):
+            await broker.submit(stale)
+        assert (await broker.load([("user:a", "book")]))[0] == Stored(1, {"n": 1})
+        assert [e.data["i"] for e in sink.events] == [1]  # nothing of the refused batch
+        assert (await broker.history("user:b", None)).events == []
+
+    run(factory, body)
+
+
+def test_a_conditional_tick_is_left_out_once_its_state_moved_on(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        await broker.submit(Batch([alert("a", 1)], 1, writes=[StateWrite("user:a", "book", {"n": 1}, 0)]))
+
+        def mark(v: int, expect: int) -> Publication:
+            return Publication(
+                "position:update",
+                {"symbol": "A", "v": v},
+                "user:a",
+                tick=True,
+                state=("positions", "A"),
+                only_if=("book", expect),
+            )
+
+        stamped = await broker.submit(Batch([mark(1, 1), mark(2, 0), price("A", 1.0)], 2))
+        assert [e.type for e in stamped] == ["position:update", "price:update"]
+        assert stamped[0].data["v"] == 1
+        assert await broker.get_state("user:a", "positions", "A") == {"symbol": "A", "v": 1}
+
+    run(factory, body)
+
+
+def test_sets_of_logs(factory: BrokerFactory) -> None:
+    async def body(broker: Broker, sink: Sink) -> None:
+        add = [IndexChange("holders:A", "user:a", True), IndexChange("holders:A", "user:b", True)]
+        await broker.submit(Batch([], 1, index=add))
+        assert await broker.members("holders:A") == {"user:a", "user:b"}
+        await broker.submit(Batch([], 2, index=[IndexChange("holders:A", "user:a", False)]))
+        assert await broker.members("holders:A") == {"user:b"}
+        assert await broker.members("holders:B") == set()
+
+    run(factory, body)

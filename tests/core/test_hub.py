@@ -114,18 +114,16 @@ def test_the_eleventh_connection_closes_the_oldest_with_connection_limit() -> No
     assert not any(c.closing for c in conns[1:])
 
 
-def test_removing_the_last_connection_reports_the_user_idle() -> None:
+def test_removing_the_last_connection_forgets_the_user() -> None:
     clock = FakeClock()
     hub = Hub(clock=clock, throttle_s=0)
-    idle: list[str] = []
-    hub.on_user_idle = idle.append
     a, b = conn(clock), conn(clock)
     live(hub, a, "orders", who=Principal("alice"))
     live(hub, b, "orders", who=Principal("alice"))
     hub.remove_connection(a)
-    assert idle == []
+    assert hub.clients_per_user() == {"alice": 1}
     hub.remove_connection(b)
-    assert idle == ["alice"]
+    assert hub.clients_per_user() == {} and hub.user_connection_count("alice") == 0
     assert hub.dispatch(Event("order:update", {}, "user:alice", Position(1, 1, 1), 0)) == 0
 
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tickwire.domain import accounts as accounts_module
 from tickwire.domain import fields as fields_module
 from tickwire.domain import portfolio as portfolio_module
 from tickwire.domain.portfolio import Portfolio
@@ -440,7 +441,7 @@ def test_order_memory_is_bounded_under_a_flood() -> None:
 # -- purity ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [portfolio_module, fields_module])
+@pytest.mark.parametrize("module", [portfolio_module, fields_module, accounts_module])
 def test_module_is_pure(module: ModuleType) -> None:
     tree = ast.parse(inspect.getsource(module))
     imported = {
@@ -448,7 +449,7 @@ def test_module_is_pure(module: ModuleType) -> None:
     } | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     # The standard library's pure parts, and tickwire's error messages (no I/O either).
     pure = {"__future__", "collections.abc", "dataclasses", "math", "typing", "tickwire.errors"}
-    pure.add("tickwire.domain.fields")
+    pure |= {"tickwire.domain.fields", "tickwire.domain.accounts"}
     assert imported <= pure
 
 

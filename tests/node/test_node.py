@@ -70,12 +70,12 @@ def test_user_history_is_dropped_only_after_the_ttl_since_the_last_disconnect() 
         node.sessions.register(conn)
         node.sessions.unregister(conn)  # the user's last connection went away
         clock.advance(299)
-        await node.housekeeping.sweep_idle_users()
+        await node.broker.maintain()
         kept = await poll(node, stream, first[0], 10, 0)
         assert kept["recovered"] is True
         assert [e["data"]["message"] for e in kept["events"]] == ["m2"]
         clock.advance(1)
-        await node.housekeeping.sweep_idle_users()
+        await node.broker.maintain()
         gone = await poll(node, stream, first[0], 10, 0)
         assert gone["recovered"] is False
         assert gone["reason"] == "history_trimmed"
@@ -93,7 +93,7 @@ def test_a_reconnect_before_the_ttl_keeps_the_history() -> None:
         clock.advance(200)
         node.sessions.register(connection(node, "u"))  # back within the TTL
         clock.advance(200)
-        await node.housekeeping.sweep_idle_users()
+        await node.broker.maintain()
         assert (await poll(node, stream, ids[0], 10, 0))["recovered"] is True
 
     run(body, BUFFER_TTL_S="300")

@@ -380,6 +380,7 @@ def test_the_batch_argument_is_one_msgpack_array_of_strings() -> None:
         Publication("price:update", {"symbol": "é✓", "n": None}, "prices", tick=True, state=("prices", "é✓")),
         Publication("strategy:update", {"strategyId": "s1"}, "user:a", strategy="s1"),
         Publication("alert:new", {}, "user:b"),
+        Publication("price:update", {"p": 1}, "user:b", tick=True, only_if=("portfolio", 7)),
     ]
     flat: list[str | bytes] = []
     for pub in pubs:
@@ -391,6 +392,8 @@ def test_the_batch_argument_is_one_msgpack_array_of_strings() -> None:
             kind,
             key,
             pub.strategy or "",
+            pub.only_if[0] if pub.only_if else "",
+            str(pub.only_if[1]) if pub.only_if else "0",
             str(len(pub.data)),
         ]
         for name, value in pub.data.items():
@@ -403,12 +406,14 @@ def test_the_batch_argument_is_one_msgpack_array_of_strings() -> None:
     with pytest.raises(PublishError, match="data keys must be strings"):
         pack([pubs[0], bad], packer)
     assert pack(pubs, packer) == expected  # nothing of the refused batch is left in the packer
-    assert msgpack.unpackb(expected, raw=True)[:7] == [
+    assert msgpack.unpackb(expected, raw=True)[:9] == [
         b"user:a",
         b"order:update",
         b"0",
         b"orders",
         b"o1",
         b"",
+        b"",
+        b"0",
         b"3",
     ]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from support.e2e import alert, open_stream, order, post_publish, publish, read_until_match, uid
+from support.e2e import alert, open_stream, order, poll, post_publish, publish, read_until_match, uid
 from support.e2e_client import SSEClient
 from support.redis_server import RedisServer, redis_node, require_redis_server
 from support.servers import ServerProcess
@@ -321,3 +321,40 @@ def test_clients_attaching_while_events_flow_get_each_event_exactly_once(
         thread.join()
         for stream in streams:
             stream.close()
+
+
+def _fill(user: str, oid: str, qty: float, avg: float) -> dict[str, object]:
+    return {
+        "type": "order:fill",
+        "user": user,
+        "data": {"orderId": oid, "filledQty": qty, "filledAvgPrice": avg},
+    }
+
+
+def test_positions_derived_on_two_nodes_agree_and_survive_restarts(redis_server: RedisServer) -> None:
+    """Fills of one user published alternately on node A and node B build one position
+    sequence; after both nodes restart, the next fill continues from the stored position."""
+    nodes = [redis_node(redis_server.url).start(), redis_node(redis_server.url).start()]
+    user = uid("pos")
+    try:
+        a, b = nodes
+        (start,) = publish(a, order(user, "o1", symbol="AAPL", side="buy", qty=10))
+        publish(b, _fill(user, "o1", 4, 100.0))
+        publish(a, _fill(user, "o1", 10, 101.0))  # 6 more at (1010 - 400) / 6: entry 101
+        publish(b, order(user, "o2", symbol="AAPL", side="sell", qty=15))
+        for node in nodes:
+            node.stop()
+        nodes = [redis_node(redis_server.url).start(), redis_node(redis_server.url).start()]
+        a, b = nodes
+        publish(b, _fill(user, "o2", 15, 110.0))  # closes the long (realizes 90), opens 5 short
+        body = poll(a, "trading", a.token(user), after=start).json()
+        assert body["recovered"] is True
+        positions = [e["data"] for e in body["events"] if e["event"] == "position:update"]
+        assert [(p["quantity"], p["entryPrice"], p["realizedPnL"], p["change"]) for p in positions] == [
+            (4, 100.0, 0.0, "opened"),
+            (10, 101.0, 0.0, "increased"),
+            (-5, 110.0, 90.0, "flipped"),
+        ]
+    finally:
+        for node in nodes:
+            node.stop()

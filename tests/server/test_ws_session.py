@@ -4,6 +4,7 @@ frames and close codes out, on a real node with the memory broker."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,12 +14,13 @@ from support.fake_driver import FakeDriver
 from support.waiting import until
 from tickwire import codes
 from tickwire.config import load_settings
+from tickwire.core.clock import FakeClock
 from tickwire.core.streams import ANONYMOUS, Principal
 from tickwire.drivers.base import Received
 from tickwire.node import Node
 from tickwire.pipeline import PublishRequest
 from tickwire.server.admission import Admission
-from tickwire.server.auth import issue_token, jwt_authenticator
+from tickwire.server.auth import issue_token, jwt_authenticator, verify_token
 from tickwire.server.streaming import ClientIds, Flusher
 from tickwire.server.ws.session import WSSession
 from tickwire.wire.codecs import JSON_CODEC
@@ -167,3 +169,78 @@ def test_ping_frames_measure_the_round_trip_and_two_missed_pongs_close() -> None
         await asyncio.wait_for(task, 1)
 
     run(body, WS_PING_S="0.02")
+
+
+# -- credential expiry (SPEC 5), on a fake clock ---------------------------------------------------
+
+
+def run_on(clock: FakeClock, body: Callable[[Node, Admission], Awaitable[None]]) -> None:
+    async def main() -> None:
+        node = Node(load_settings(env={"TICKWIRE_SECRET": SECRET}), clock=clock)
+        await node.start()
+        try:
+            await body(node, Admission(node, jwt_authenticator(SECRET)))
+        finally:
+            await node.stop()
+
+    asyncio.run(main())
+
+
+def test_at_the_tokens_expiry_the_socket_gets_auth_expired_and_4001() -> None:
+    clock = FakeClock()
+
+    async def body(node: Node, admission: Admission) -> None:
+        driver = FakeDriver()
+        ws = session(admission, driver, Principal("alice", expires_at=clock.wall_ms() / 1000 + 60))
+        task = asyncio.create_task(ws.run())
+        await send(driver, {"type": "subscribe", "rid": "s", "streams": [{"stream": "alerts"}]})
+        await frames_until(driver, lambda fs: bool(of_type(fs, "subscribed")))
+        clock.advance(59.999)
+        ws.writer.timers_changed()  # the writer sleeps on the real loop: look at the fake clock now
+        for _ in range(5):  # let the writer run: it found nothing due
+            await asyncio.sleep(0)
+        assert driver.closed is None
+        clock.advance(0.001)
+        ws.writer.timers_changed()
+        await until(lambda: driver.closed is not None, 2)
+        code, _ = driver.closed
+        assert code is not None and (code.code, code.name) == (4001, "auth_expired")
+        last = [orjson.loads(f) for f in driver.written][-1]
+        assert last == {
+            "type": "event",
+            "event": "auth:expired",
+            "data": {"message": last["data"]["message"], "timestamp": "2026-01-02T10:41:00.000Z"},
+        }
+        driver.incoming.put_nowait(None)
+        await asyncio.wait_for(task, 1)
+
+    run_on(clock, body)
+
+
+def test_auth_with_a_fresh_token_extends_the_socket() -> None:
+    clock = FakeClock(start_ms=int(time.time() * 1000))  # JWTs are checked on the real clock
+
+    async def body(node: Node, admission: Admission) -> None:
+        driver = FakeDriver()
+        first = verify_token(SECRET, issue_token(SECRET, "alice", ttl_s=60))
+        assert first is not None and first.expires_at is not None
+        ws = session(admission, driver, first)
+        task = asyncio.create_task(ws.run())
+        await send(driver, {"type": "subscribe", "rid": "s", "streams": [{"stream": "alerts"}]})
+        await send(driver, {"type": "auth", "rid": "a", "token": issue_token(SECRET, "alice", ttl_s=3600)})
+        await frames_until(driver, lambda fs: bool(of_type(fs, "authenticated")))
+        clock.advance(61)
+        ws.writer.timers_changed()
+        await node.publish(
+            [PublishRequest("alert:new", {"alertId": "a1", "level": "info", "message": "m"}, "alice")]
+        )
+        frames = await frames_until(driver, lambda fs: any(f.get("event") == "alert:new" for f in fs))
+        assert driver.closed is None and not [f for f in frames if f.get("event") == "auth:expired"]
+        clock.advance(3600)
+        ws.writer.timers_changed()
+        await until(lambda: driver.closed is not None, 2)
+        assert driver.closed[0] is not None and driver.closed[0].code == 4001
+        driver.incoming.put_nowait(None)
+        await asyncio.wait_for(task, 1)
+
+    run_on(clock, body)

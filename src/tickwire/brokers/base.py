@@ -2,9 +2,18 @@
 
 A broker owns the truth about logs: it stamps positions, keeps bounded history and
 keyed state, and delivers every stamped event to every node's sink in log order.
-`publish` is atomic per batch: offsets, history and state change together, or not
+`submit` is atomic per batch: offsets, history and state change together, or not
 at all. The contract test suite (tests/brokers/test_contract.py) is written against
 this interface only.
+
+Processors keep their own state in the broker too (`load`, `Batch.writes`): a named,
+versioned value per log that is never delivered to clients (the portfolio a user's fills
+build). A write says which version it was derived from and the whole batch is refused
+(`StateConflict`) when another node changed it meanwhile, so derivation is linearizable
+per log on any number of nodes. A tick can be conditional on such a state's version
+(`Publication.only_if`): when the state moved on, the tick is left out (a newer event
+carries newer values). Sets of logs (`Batch.index`, `members`) let a processor find the
+logs it must visit (the holders of a symbol).
 """
 
 from __future__ import annotations
@@ -25,9 +34,12 @@ __all__ = [
     "BrokerSink",
     "BrokerUnavailable",
     "History",
+    "IndexChange",
     "IngestHandler",
     "Publication",
     "Snapshot",
+    "StateWrite",
+    "Stored",
 ]
 
 
@@ -43,6 +55,9 @@ class Publication:
     state: tuple[str, str] | None = None
     # Strategy this event registers for the log's user (first publisher owns it).
     strategy: str | None = None
+    # (processor state name on this log, version): stamp this tick only if that state is
+    # still at that version; otherwise it is left out of the batch.
+    only_if: tuple[str, int] | None = None
 
     @property
     def conflation_key(self) -> str | None:
@@ -70,13 +85,43 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """A processor's state on one log, as read: its value and version (0: never written)."""
+
+    version: int = 0
+    value: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """A processor's new state on a log (None deletes it), derived from version `expect`."""
+
+    log: str
+    name: str
+    value: dict[str, Any] | None
+    expect: int
+
+
+@dataclass(frozen=True, slots=True)
+class IndexChange:
+    """Add `member` to (or remove it from) the set `index`."""
+
+    index: str
+    member: str
+    present: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
-    """Publications stamped together, atomically, at one time."""
+    """Publications stamped together, atomically, at one time, with the processor state
+    they were derived with."""
 
     pubs: Sequence[Publication]
     ms: int
     # The ingest-stream entry this batch publishes: the broker publishes it at most once.
     ingest_id: str | None = None
+    writes: Sequence[StateWrite] = ()
+    index: Sequence[IndexChange] = ()
 
 
 class BrokerSink(Protocol):
@@ -120,7 +165,28 @@ class Broker(ABC):
     def submit(self, batch: Batch) -> Awaitable[list[Event]]:
         """Stamp, keep and fan out a batch atomically. The batch's place in the order is
         fixed when this returns (so the caller need not hold a lock while it travels);
-        the awaitable gives the stamped events, in order, once this node delivered them."""
+        the awaitable gives the stamped events, in order, once this node delivered them
+        (conditional ticks whose state moved on are left out), or raises `StateConflict`
+        (nothing stamped) when a write's `expect` is not the state's version any more."""
+
+    @abstractmethod
+    async def load(self, refs: Sequence[tuple[str, str]]) -> list[Stored]:
+        """The processor states (log, name), in order, in one read."""
+
+    @abstractmethod
+    async def members(self, index: str) -> set[str]:
+        """The members of a set of logs (`Batch.index`)."""
+
+    async def maintain(self) -> None:  # noqa: B027
+        """Periodic upkeep (the node calls it about once a second): retention, bounds."""
+
+    def held_users(self) -> int:
+        """Users whose history or state this process holds (a shared broker holds them elsewhere)."""
+        return 0
+
+    def held_events(self) -> int:
+        """Log events this process holds in history."""
+        return 0
 
     async def publish(self, pubs: Sequence[Publication], ms: int) -> list[Event]:
         """`submit` and wait: the stamped events in order."""

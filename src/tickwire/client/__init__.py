@@ -6,20 +6,28 @@
         async for event in client.events():
             print(event.stream, event.type, event.data)
 
+Long-running consumers pass `token_provider=` (a sync or async callable returning the
+token) instead of `token=`: it is asked before every (re)connect, and a token that expires
+on the open connection (`auth:expired`) or is refused (401, 4001) means a reconnect with a
+fresh one, resuming every stream by id (credentials.py).
+
 One `Transport` interface (SSE, WebSocket, poll) under one `Client` with a visible state
 machine, backoff with jitter, resume per stream, dedup, gap repair, fallback to polling and
 return, a bounded priority queue, local state and Prometheus metrics. Modules, one concept
 each: client (the facade), runner (the connection loop), routing (what happens to one
 event), delivery (the queue to the user), status (the visible state), transports
 (interface, factory), sse, ws, poll, state_machine, backoff, queue, dedup, gaps (cursors),
-subscriptions, local_state, metrics, config, events, errors, recording (the format of
-`tickwire record`) and replay (a fixture server for users' tests).
+subscriptions, local_state, metrics, config, credentials (tokens and their provider),
+events, errors, recording (the format of `tickwire record`) and replay (a fixture server
+for users' tests).
 """
 
 from tickwire.client.backoff import Backoff, BackoffPolicy, backoff
 from tickwire.client.client import Client
 from tickwire.client.config import ClientConfig
+from tickwire.client.credentials import Credentials, TokenProvider
 from tickwire.client.errors import (
+    AuthExpired,
     ClientClosed,
     ClientError,
     RetriesExhausted,
@@ -36,6 +44,7 @@ from tickwire.client.subscriptions import Handle, SubscriptionManager
 from tickwire.client.transports import Endpoint, Session, Transport, create_transport
 
 __all__ = [
+    "AuthExpired",
     "Backoff",
     "BackoffPolicy",
     "Client",
@@ -46,6 +55,7 @@ __all__ = [
     "ClientMetrics",
     "ClientStats",
     "ConnectionState",
+    "Credentials",
     "DeliveryQueue",
     "Endpoint",
     "Handle",
@@ -58,6 +68,7 @@ __all__ = [
     "StreamRefused",
     "StreamSpec",
     "SubscriptionManager",
+    "TokenProvider",
     "Transport",
     "TransportError",
     "WireEvent",

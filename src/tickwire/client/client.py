@@ -9,11 +9,12 @@ Theory of operation. `Client` is the public facade; the work is done by one piec
 concept, all wired together here:
 
 - runner.py: the one task that owns the connection (state_machine.py draws the states). It
-  opens a session on the configured transport with every wanted stream at its cursor's
-  resume id, pumps received `WireEvent`s (with stale detection) to the router, reconnects
-  after a backoff delay (backoff.py), and after `fallback_after` streaming failures in a row
-  polls instead, probing the streaming transport every `fallback_probe_s` and switching
-  back as soon as a probe opens.
+  asks the token provider for a fresh token (credentials.py), opens a session on the
+  configured transport with every wanted stream at its cursor's resume id, pumps received
+  `WireEvent`s (with stale detection) to the router, reconnects after a backoff delay
+  (backoff.py; at once after `auth:expired`), and after `fallback_after` streaming
+  failures in a row polls instead, probing the streaming transport every
+  `fallback_probe_s` and switching back as soon as a probe opens.
 - routing.py: what happens to one event: the stream's cursor decides (gaps.py: deliver,
   duplicate, stale, or a gap candidate to check with the events endpoint first), the event
   is applied to the local state and put in the delivery queue.
@@ -43,6 +44,7 @@ from prometheus_client import CollectorRegistry
 
 from tickwire.client.backoff import Random
 from tickwire.client.config import ClientConfig
+from tickwire.client.credentials import Credentials
 from tickwire.client.delivery import Delivery
 from tickwire.client.errors import ClientError
 from tickwire.client.events import ClientEvent, StreamSpec, as_spec
@@ -71,6 +73,13 @@ class Client:
     from `config` (`ClientConfig`) with keyword overrides (`transport="ws"`, `token=...`).
     `last_event_ids` resumes streams after ids the caller kept. Time and randomness are
     injectable: `sleep` waits between attempts, `random` draws the jitter.
+
+    Tokens expire on open connections too. For a long-running consumer pass
+    `token_provider=` instead of `token=`: a sync or async callable returning the token,
+    asked before every connection attempt. When the server says `auth:expired` (or answers
+    401, or closes a WebSocket with 4001) the client reconnects at once with a fresh token
+    and resumes every stream from its last id, so rotation costs no event and doubles none;
+    it never gives up while the provider returns tokens (credentials.py).
     """
 
     def __init__(
@@ -175,7 +184,8 @@ class Client:
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=20),
                 headers={"User-Agent": "tickwire-client"},
             )
-        self._runner = self._build_runner(Endpoint(self.base_url, self.config, self._http))
+        credentials = Credentials(self.config.token, self.config.token_provider)
+        self._runner = self._build_runner(Endpoint(self.base_url, self.config, self._http, credentials))
         self._runner.start()
 
     async def close(self) -> None:

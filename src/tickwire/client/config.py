@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tickwire.client.backoff import BackoffPolicy
+from tickwire.client.credentials import TokenProvider
 
 TransportName = Literal["sse", "ws", "poll"]
 TRANSPORTS: tuple[TransportName, ...] = ("sse", "ws", "poll")
@@ -20,6 +21,11 @@ class ClientConfig:
     transport: TransportName = "sse"
     # A session token (JWT) sent as `Authorization: Bearer`; None for public streams only.
     token: str | None = None
+    # Where fresh tokens come from: a sync or async callable returning the token (None or ""
+    # for none), asked before every connection attempt, and so after `auth:expired`, a 401 or
+    # a 4001 close, which it turns into reconnects instead of the end of the client (see
+    # credentials.py). When set, `token` is not used.
+    token_provider: TokenProvider | None = None
     # The server's stream prefix (TICKWIRE_PREFIX).
     prefix: str = "/api/stream"
     # Reconnect delays: 1 s doubling to 16 s, each +-20%.

@@ -9,7 +9,9 @@ TickwireError
     ├── QueueClosed         `get()` on a closed, drained delivery queue
     ├── IllegalTransition   a state change the client's table does not allow (a bug)
     └── TransportError      one connection attempt or session failed; the client retries
-        └── StaleConnection no bytes (events or keepalives) for `stale_timeout_s`
+        ├── StaleConnection no bytes (events or keepalives) for `stale_timeout_s`
+        └── AuthExpired     the token expired (`auth:expired`) or, with a token provider,
+                            was refused (401, close 4001): reconnect with a fresh token
 
 `TransportError.retry_after` carries a server's `Retry-After` (429, 503) so the next attempt
 waits at least that long.
@@ -50,3 +52,7 @@ class TransportError(ClientError):
 
 class StaleConnection(TransportError):
     """Nothing arrived for too long: the connection is presumed dead."""
+
+
+class AuthExpired(TransportError):
+    """The session's token expired or was refused; the next attempt asks for a fresh one."""

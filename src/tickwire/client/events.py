@@ -29,8 +29,9 @@ from urllib.parse import parse_qsl
 CONNECTED = "connected"
 RESET = "stream:reset"
 CONNECTION_LIMIT = "connection:limit"
+AUTH_EXPIRED = "auth:expired"
 TEST = "test"
-CONTROL_TYPES = frozenset({CONNECTED, RESET, CONNECTION_LIMIT, TEST})
+CONTROL_TYPES = frozenset({CONNECTED, RESET, CONNECTION_LIMIT, AUTH_EXPIRED, TEST})
 
 # Latest-value updates keyed by symbol: ordered per key, never by log offset alone.
 KEYED_TYPES = frozenset({"price:update", "position:update"})

@@ -22,7 +22,7 @@ import orjson
 
 from tickwire.client.errors import TransportError
 from tickwire.client.events import CONNECTED, RESET, StreamSpec, WireEvent
-from tickwire.client.transports import Endpoint, InboxSession, add_streams, http_failure
+from tickwire.client.transports import Endpoint, InboxSession, add_streams
 
 IDLE_S = 1.0
 
@@ -55,7 +55,7 @@ async def fetch_events(
     except (httpx.HTTPError, OSError) as exc:
         raise TransportError(f"poll {spec.name}: {exc!r}") from None
     if response.status_code != 200:
-        raise http_failure(f"poll {spec.name}", response.status_code, response.content, response.headers)
+        raise endpoint.failure(f"poll {spec.name}", response.status_code, response.content, response.headers)
     try:
         body = orjson.loads(response.content)
         events = [

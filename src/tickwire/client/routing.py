@@ -2,7 +2,9 @@
 state, delivery.
 
 `Router.handle` takes each `WireEvent` a session yields. Connection-wide and `connected`
-events go straight to the user; `connection:limit` then ends the client (`StreamRefused`).
+events go straight to the user; `connection:limit` then ends the client (`StreamRefused`),
+`auth:expired` ends the session (`AuthExpired`: the runner reconnects at once, with a fresh
+token from the token provider, and every stream resumes from its last id).
 A `stream:reset` resets the stream's cursor, is told to `on_reset` and delivered. Any other
 event is judged by its stream's cursor (gaps.py): a duplicate or stale value is dropped and
 counted; a gap candidate is checked with the events endpoint first (`_repair`), which
@@ -20,8 +22,16 @@ from typing import Any
 
 from tickwire.client.config import ClientConfig
 from tickwire.client.delivery import Delivery
-from tickwire.client.errors import StreamRefused
-from tickwire.client.events import CONNECTED, CONNECTION_LIMIT, RESET, ClientEvent, StreamSpec, WireEvent
+from tickwire.client.errors import AuthExpired, StreamRefused
+from tickwire.client.events import (
+    AUTH_EXPIRED,
+    CONNECTED,
+    CONNECTION_LIMIT,
+    RESET,
+    ClientEvent,
+    StreamSpec,
+    WireEvent,
+)
 from tickwire.client.gaps import Cursors, GapCheck, StreamCursor, Verdict, position_of
 from tickwire.client.local_state import LocalState
 from tickwire.client.metrics import ClientMetrics
@@ -36,10 +46,14 @@ def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _limit_message(data: Any) -> str:
+def _message(data: Any, default: str) -> str:
     if isinstance(data, dict) and isinstance(data.get("message"), str):
         return str(data["message"])
-    return "too many connections for this user"
+    return default
+
+
+def _limit_message(data: Any) -> str:
+    return _message(data, "too many connections for this user")
 
 
 class Router:
@@ -70,6 +84,9 @@ class Router:
 
     async def handle(self, wire: WireEvent, transport: str, *, check_gaps: bool = True) -> None:
         type_ = wire.type
+        if type_ == AUTH_EXPIRED:
+            await self._delivery.put(ClientEvent(wire.stream, type_, wire.data, wire.id, transport))
+            raise AuthExpired(f"{transport}: {_message(wire.data, 'the session token expired')}")
         if type_ == CONNECTED or not wire.stream:
             await self._delivery.put(ClientEvent(wire.stream, type_, wire.data, wire.id, transport))
             if type_ == CONNECTION_LIMIT:

@@ -8,6 +8,11 @@ closed and the runner reconnects after a backoff delay (backoff.py); after
 transport every `fallback_probe_s`, and switches back as soon as a probe opens.
 `max_attempts` failed attempts in a row end the client (`RetriesExhausted`).
 
+Tokens (credentials.py): every attempt first asks the token provider, if any, for the token
+to send. A session that ends with `AuthExpired` (the server's `auth:expired`, a 401 or 4001
+with a provider) is reopened at once with the fresh token; an attempt refused that way is
+retried with backoff but counts neither towards `max_attempts` nor the fallback.
+
 Subscription changes made while a session is open are sent on it by a second task
 (`subscriptions_changed`), batched over `batch_window_s`; a refusal ends the client.
 Every move is reported through the client's `Status` (status.py).
@@ -24,6 +29,7 @@ from typing import Any
 from tickwire.client.backoff import Backoff, Random
 from tickwire.client.config import ClientConfig
 from tickwire.client.errors import (
+    AuthExpired,
     ClientError,
     RetriesExhausted,
     StaleConnection,
@@ -125,6 +131,10 @@ class Runner:
             attempts += 1
             try:
                 session = await self._open(primary)
+            except AuthExpired as exc:  # a fresh token is asked for before the next attempt
+                self._status.move(S.RECONNECTING, str(exc), primary.name)
+                await self._sleep(self._delay(backoff, exc))
+                continue
             except TransportError as exc:
                 failures += 1
                 if self._fallback_due(primary, failures):
@@ -145,7 +155,8 @@ class Runner:
                 log.info("client %s: session lost: %s", self.name, exc)
                 self._status.move(S.RECONNECTING, str(exc), primary.name)
                 await self._drop_session()
-                await self._sleep(self._delay(backoff, exc))
+                if not isinstance(exc, AuthExpired):  # else reconnect now, with a fresh token
+                    await self._sleep(self._delay(backoff, exc))
 
     def _fallback_due(self, primary: Transport, failures: int) -> bool:
         after = self.config.fallback_after
@@ -162,6 +173,7 @@ class Runner:
         return max(delay, exc.retry_after) if exc.retry_after is not None else delay
 
     async def _open(self, transport: Transport) -> Session:
+        await self._endpoint.credentials.refresh()
         wanted = self._subs.wanted()
         return await transport.open(wanted, self._cursors.resume_ids(wanted))
 
@@ -210,8 +222,9 @@ class Runner:
             try:
                 session = await self._open(poll)
             except TransportError as exc:
-                failures += 1
-                self._give_up_if(failures, exc)
+                if not isinstance(exc, AuthExpired):
+                    failures += 1
+                    self._give_up_if(failures, exc)
                 await self._sleep(self._delay(backoff, exc))
                 continue
             failures = 0
@@ -221,7 +234,8 @@ class Runner:
             except TransportError as exc:
                 log.info("client %s: polling failed: %s", self.name, exc)
                 await self._drop_session()
-                await self._sleep(self._delay(backoff, exc))
+                if not isinstance(exc, AuthExpired):
+                    await self._sleep(self._delay(backoff, exc))
 
     # -- a session ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import httpx
 
 from tickwire.client.errors import TransportError
 from tickwire.client.events import StreamSpec, WireEvent
-from tickwire.client.transports import Endpoint, InboxSession, add_streams, decode_data, http_failure
+from tickwire.client.transports import Endpoint, InboxSession, add_streams, decode_data
 from tickwire.wire.sse import SSEParser
 
 _MAX_ERROR_BODY = 4096
@@ -99,7 +99,7 @@ class SSESession(InboxSession):
                 pass
             finally:
                 await response.aclose()
-            raise http_failure(f"sse {spec.name}", response.status_code, body, response.headers)
+            raise self.endpoint.failure(f"sse {spec.name}", response.status_code, body, response.headers)
         if not response.headers.get("content-type", "").startswith("text/event-stream"):
             await response.aclose()
             raise TransportError(

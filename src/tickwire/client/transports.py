@@ -15,6 +15,10 @@ reading its sockets (backpressure reaches the server).
 
 Every transport makes a `connected` event per stream when the server accepted it (SSE: the
 server's own; WebSocket: from `subscribed`; poll: at the first answer).
+
+Every request carries the endpoint's current token (`Endpoint.credentials`, refreshed by the
+runner before each attempt when a token provider is set); with a provider, a 401 is an
+`AuthExpired` (reconnect with a fresh token) instead of a `StreamRefused`.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import httpx
 import orjson
 
 from tickwire.client.config import ClientConfig
-from tickwire.client.errors import ClientError, StreamRefused, TransportError
+from tickwire.client.credentials import Credentials
+from tickwire.client.errors import AuthExpired, ClientError, StreamRefused, TransportError
 from tickwire.client.events import StreamSpec, WireEvent
 
 log = logging.getLogger("tickwire.client")
@@ -65,6 +70,8 @@ class Endpoint:
     base_url: str  # http(s)://host:port
     config: ClientConfig
     http: httpx.AsyncClient
+    # The token sent now, and its provider (`Credentials(config.token, config.token_provider)`).
+    credentials: Credentials
 
     def url(self, path: str) -> str:
         return self.base_url + self.config.prefix.rstrip("/") + "/" + path.lstrip("/")
@@ -74,10 +81,11 @@ class Endpoint:
         return base + self.config.prefix.rstrip("/") + "/ws"
 
     def headers(self) -> dict[str, str]:
-        headers = {"User-Agent": USER_AGENT}
-        if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
-        return headers
+        return {"User-Agent": USER_AGENT, **self.credentials.header()}
+
+    def failure(self, what: str, status: int, body: bytes, headers: Mapping[str, str]) -> ClientError:
+        """`http_failure`, knowing whether a refused token can be replaced."""
+        return http_failure(what, status, body, headers, renewable=self.credentials.renewable)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -88,8 +96,11 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-def http_failure(what: str, status: int, body: bytes, headers: Mapping[str, str]) -> ClientError:
-    """The error for an HTTP answer that is not the expected 200."""
+def http_failure(
+    what: str, status: int, body: bytes, headers: Mapping[str, str], *, renewable: bool = False
+) -> ClientError:
+    """The error for an HTTP answer that is not the expected 200 (`renewable`: a token
+    provider can replace a refused token, so a 401 is worth another attempt)."""
     message = body[:300].decode("utf-8", "replace")
     try:
         parsed = orjson.loads(body)
@@ -98,6 +109,8 @@ def http_failure(what: str, status: int, body: bytes, headers: Mapping[str, str]
     except orjson.JSONDecodeError:
         pass
     text = f"{what}: HTTP {status}: {message}"
+    if status == 401 and renewable:
+        return AuthExpired(text)
     if status in REFUSED_STATUSES:
         return StreamRefused(text, status)
     return TransportError(text, retry_after(headers))

@@ -10,7 +10,10 @@ session subscribes to the whole wanted set, each stream from its position.
 The session sends the protocol's `ping` command every `ws_ping_s`: the `pong` is traffic the
 client can see (the server's ping frames are answered inside `websockets`), so a socket
 that is silent for `stale_timeout_s` is dead. Close codes come from codes.py: a code that
-says not to reconnect (4001, 4029, 1008) is a `StreamRefused`.
+says not to reconnect (4001, 4029, 1008) is a `StreamRefused`, except 4001 when a token
+provider can give a fresh token (`AuthExpired`: reconnect with it). The server's
+`auth:expired` event, sent before that 4001 when the token expires on the open socket, is
+handled by the router (routing.py).
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from websockets.typing import Subprotocol
 
 from tickwire import codes
-from tickwire.client.errors import ClientError, StreamRefused, TransportError
+from tickwire.client.errors import AuthExpired, ClientError, StreamRefused, TransportError
 from tickwire.client.events import CONNECTED, StreamSpec, WireEvent
 from tickwire.client.subscriptions import ws_commands
-from tickwire.client.transports import Endpoint, InboxSession, http_failure
+from tickwire.client.transports import Endpoint, InboxSession
 from tickwire.wire.codecs import JSON_CODEC, MSGPACK_CODEC, DecodeError, WSCodec
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -70,7 +73,7 @@ class WSTransport:
             )
         except InvalidStatus as exc:
             response = exc.response
-            raise http_failure(
+            raise self.endpoint.failure(
                 "ws", response.status_code, bytes(response.body or b""), response.headers
             ) from None
         except (OSError, TimeoutError, WebSocketException) as exc:
@@ -122,7 +125,9 @@ class WSSession(InboxSession):
         frame = self.codec.encode(command)
         try:
             await self.conn.send(frame if self.codec.binary else frame.decode())
-        except (ConnectionClosed, OSError) as exc:
+        except ConnectionClosed as exc:  # what the close code says, as when reading
+            raise self._closed_error(exc) from None
+        except OSError as exc:
             raise TransportError(f"ws: send failed: {exc!r}") from None
         self.sent.append(command)
         del self.sent[:-1000]
@@ -183,11 +188,12 @@ class WSSession(InboxSession):
         else:
             known = codes.CLOSE_CODES.get(close.code)
             text = f"ws: closed by the server: {close.code} {close.reason}".strip()
-            error = (
-                StreamRefused(text, close.code)
-                if known is not None and not known.reconnect
-                else TransportError(text)
-            )
+            if close.code == codes.UNAUTHORIZED.code and self.endpoint.credentials.renewable:
+                error = AuthExpired(text)
+            elif known is not None and not known.reconnect:
+                error = StreamRefused(text, close.code)
+            else:
+                error = TransportError(text)
         self._fail_pending(error)
         return error
 

@@ -1,11 +1,15 @@
 """A client connection as the core sees it: identity, outbox, subscriptions, timers.
 
 Transports (SSE, WebSocket) own the socket; the core owns what goes into it. The
-timer rules live here so that keepalive and idle timeouts are tested with a fake
-clock:
+timer rules live here so that keepalive, idle timeouts and credential expiry are tested
+with a fake clock:
 
 - keepalive: nothing written for `keepalive_s` -> the transport writes its keepalive
 - idle: no event delivered and nothing received for `idle_timeout_s` -> close
+- expiry (SPEC 5): at the credentials' expiry (`expires_at_ms`, the clock's wall time;
+  None = never) -> `auth:expired` (`{"message", "timestamp"}`, no id) after what is
+  queued, then close (`auth_expired`: SSE ends the response, WebSocket closes with 4001).
+  `authenticated_until` moves it (a WebSocket's `auth` with a fresh token).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tickwire.codes import CloseReason
 from tickwire.core.clock import Clock
-from tickwire.core.event import Event
+from tickwire.core.event import Event, iso_timestamp
 from tickwire.core.outbox import DeliveryStats, Outbox
 
 if TYPE_CHECKING:
@@ -44,6 +48,11 @@ class TimerAction(Enum):
     NONE = "none"
     KEEPALIVE = "keepalive"
     IDLE_CLOSE = "idle"
+    AUTH_EXPIRED = "auth_expired"
+
+
+AUTH_EXPIRED_EVENT = "auth:expired"
+AUTH_EXPIRED_MESSAGE = "Session token expired: reconnect with a fresh token to resume"
 
 
 _serial = itertools.count(1)
@@ -72,6 +81,7 @@ class Connection:
         keepalive_s: float = 30.0,
         idle_timeout_s: float = 300.0,
         conflate: bool = True,
+        expires_at: float | None = None,
     ) -> None:
         self.serial = next(_serial)
         self.client_id = client_id
@@ -90,6 +100,8 @@ class Connection:
         self.last_write = now
         self.last_activity = now
         self.close_reason: str | None = None
+        self.expires_at_ms: int | None = None
+        self.authenticated_until(expires_at)
         Connection.alive += 1
 
     def __del__(self) -> None:
@@ -121,11 +133,28 @@ class Connection:
         """The client sent something (WebSocket message)."""
         self.last_activity = self.clock.monotonic()
 
+    def authenticated_until(self, expires_at: float | None) -> None:
+        """The connection's credentials are valid until `expires_at` (unix seconds; None =
+        they do not expire). The transport's task must look at `next_deadline` again."""
+        self.expires_at_ms = None if expires_at is None else round(expires_at * 1000)
+
+    def expired(self) -> bool:
+        return self.expires_at_ms is not None and self.clock.wall_ms() >= self.expires_at_ms
+
     def next_deadline(self) -> float:
         """Monotonic time at which `on_timer` has something to do."""
-        return min(self.last_write + self.keepalive_s, self.last_activity + self.idle_timeout_s)
+        deadline = min(self.last_write + self.keepalive_s, self.last_activity + self.idle_timeout_s)
+        if self.expires_at_ms is not None:
+            clock = self.clock
+            deadline = min(deadline, clock.monotonic() + (self.expires_at_ms - clock.wall_ms()) / 1000)
+        return deadline
 
     def on_timer(self) -> TimerAction:
+        if self.expired():
+            data = {"message": AUTH_EXPIRED_MESSAGE, "timestamp": iso_timestamp(self.clock.wall_ms())}
+            self.send_control(AUTH_EXPIRED_EVENT, data)
+            self.close(CloseReason.AUTH_EXPIRED)
+            return TimerAction.AUTH_EXPIRED
         now = self.clock.monotonic()
         if now >= self.last_activity + self.idle_timeout_s:
             self.close(CloseReason.IDLE_TIMEOUT)

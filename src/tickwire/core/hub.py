@@ -89,7 +89,6 @@ class Hub:
         self._by_log: dict[str, dict[Subscription, None]] = {}
         self._by_key: dict[tuple[str, Any], dict[Subscription, None]] = {}
         self._key_field: dict[str, str] = {}  # log -> the field its narrowed streams filter on
-        self.on_user_idle: Callable[[str], None] | None = None
 
     # -- connections -------------------------------------------------------------
 
@@ -133,8 +132,6 @@ class Hub:
                 conns.pop(conn.serial, None)
                 if not conns:
                     del self._by_user[conn.user]
-                    if self.on_user_idle is not None:
-                        self.on_user_idle(conn.user)
 
     def user_connection_count(self, user: str) -> int:
         return len(self._by_user.get(user, ()))

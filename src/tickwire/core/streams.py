@@ -52,10 +52,15 @@ class StreamDef:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is asking: a user id and roles, or nobody."""
+    """Who is asking: a user id and roles, or nobody; and until when the credentials hold.
+
+    `expires_at` is the credentials' expiry in unix seconds (a JWT's `exp`), None when they
+    do not expire or the authenticator does not say: connections end at it (SPEC 5).
+    """
 
     user: str | None
     roles: frozenset[str] = frozenset()
+    expires_at: float | None = None
 
     @property
     def is_admin(self) -> bool:

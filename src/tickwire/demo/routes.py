@@ -1,9 +1,10 @@
 """The demo's HTTP routes: password-less login as a demo user, paper orders, the page.
 
 Sessions are the same JWTs every stream accepts, set as an HttpOnly, SameSite=Lax
-`session` cookie so the page's EventSources authenticate without script access to
-the token. Every error uses the SPEC error shape. Each route answers its own 405
-(the app-wide handler only knows the stream endpoints' methods).
+`session` cookie (Secure when the request came over https) so the page's EventSources
+authenticate without script access to the token. Every error uses the SPEC error shape.
+Each route answers its own 405 (the app-wide handler only knows the stream endpoints'
+methods).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from tickwire.config import Settings
 from tickwire.core.streams import Principal
 from tickwire.demo.paper import OrderError, PaperBroker
 from tickwire.demo.users import DEMO_USERS
-from tickwire.errors import BrokerUnavailable, show
+from tickwire.errors import BrokerUnavailable, Refused, show
 from tickwire.server.auth import has_credentials, issue_token, principal_of
-from tickwire.server.http import error_response, json_response
+from tickwire.server.http import error_response, json_response, read_body
 
 __all__ = ["SESSION_COOKIE", "SESSION_TTL_S", "STATIC_FILES", "WEB_DIR", "demo_routes"]
 
@@ -77,13 +78,21 @@ class DemoEndpoints:
         token = issue_token(self.settings.secret, user.id, user.roles, SESSION_TTL_S)
         response = json_response(request, {**_describe(user.id, user.roles), "token": token}, "POST, OPTIONS")
         response.set_cookie(
-            SESSION_COOKIE, token, max_age=SESSION_TTL_S, path="/", httponly=True, samesite="lax"
+            SESSION_COOKIE,
+            token,
+            max_age=SESSION_TTL_S,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=_over_https(request),
         )
         return response
 
     async def logout(self, request: Request) -> Response:
         response = json_response(request, {"loggedOut": True}, "POST, OPTIONS")
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+        response.delete_cookie(
+            SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=_over_https(request)
+        )
         return response
 
     async def me(self, request: Request) -> Response:
@@ -176,6 +185,13 @@ def _route(path: str, handlers: dict[str, Handler]) -> Route:
     return Route(path, endpoint, methods=ALL_METHODS)
 
 
+def _over_https(request: Request) -> bool:
+    """Whether the request came over https, as the server reports it: uvicorn takes a proxy's
+    X-Forwarded-Proto only from the addresses it trusts (FORWARDED_ALLOW_IPS, by default the
+    loopback), so no client can make a plain-http session cookie Secure, or the reverse."""
+    return request.url.scheme == "https"
+
+
 def _describe(user: str, roles: tuple[str, ...]) -> dict[str, Any]:
     demo = DEMO_USERS.get(user)
     return {"userId": user, "roles": list(roles), "strategies": [demo.strategy_id] if demo else []}
@@ -197,14 +213,10 @@ async def _json_object(request: Request, settings: Settings) -> dict[str, Any] |
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         return _error(request, 400, "Content-Type must be application/json")
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
-        return _error(request, 413 if length.isdigit() else 400, f"Body too large: at most {limit} bytes")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            return _error(request, 413, f"Body too large: at most {limit} bytes")
+    try:
+        raw = await read_body(request, limit)  # a 413's error response discards the rest
+    except Refused as exc:
+        return _error(request, exc.status, exc.message)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:

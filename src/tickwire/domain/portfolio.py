@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from tickwire.domain.accounts import Account, Holding, Order
 from tickwire.domain.fields import (
     TERMINAL_ORDER_STATUSES,
     Quantity,
@@ -62,41 +62,6 @@ MAX_ORDERS_PER_USER = 10_000
 _NOT_STORED = ("timestamp", "change", "totalValue")  # per-event fields that are no part of a position
 
 
-@dataclass(slots=True)
-class _Order:
-    """What a later fill of the order needs: where it goes and what was already applied."""
-
-    symbol: str | None = None
-    side: int = 0  # +1 buy, -1 sell, 0 unknown
-    filled_qty: Quantity = 0
-    filled_avg: float = 0.0
-
-
-@dataclass(slots=True)
-class _Position:
-    """An open position derived from fills; prices are kept unrounded."""
-
-    symbol: str
-    quantity: Quantity
-    entry_price: float
-    current_price: float
-    realized: float = 0.0
-
-
-@dataclass(slots=True)
-class _Account:
-    """One user's orders and positions.
-
-    Both order dicts are kept in least-recently-touched order (touched = re-inserted),
-    so the first key is always the one to forget.
-    """
-
-    orders: dict[str, _Order] = field(default_factory=dict)
-    terminal: dict[str, None] = field(default_factory=dict)  # ids of orders in a terminal state
-    positions: dict[str, _Position] = field(default_factory=dict)
-    app: dict[str, dict[str, Any]] | None = None  # the app's own positions once it took over
-
-
 class Portfolio:
     """Positions per user, derived from fills and marked to market (no I/O)."""
 
@@ -104,7 +69,7 @@ class Portfolio:
         if max_orders_per_user < 1:
             raise ValueError(f"max_orders_per_user must be at least 1, got {max_orders_per_user}")
         self._max_orders = max_orders_per_user
-        self._accounts: dict[str, _Account] = {}
+        self._accounts: dict[str, Account] = {}
         self._holders: dict[str, dict[str, None]] = {}  # symbol -> users with an open position (ordered)
         self._prices: dict[str, float] = {}
 
@@ -242,19 +207,68 @@ class Portfolio:
         self._prices[symbol] = mark
         updates: list[tuple[str, dict[str, Any]]] = []
         for user in self._holders.get(symbol, {}):
-            account = self._accounts[user]
-            if account.app is not None:
-                record = account.app[symbol]
-                record["currentPrice"] = mark
-                _revalue(record, {})
-                payload = {**record, "totalValue": money(self._total(account)), "change": "marked"}
-                payload.setdefault("realizedPnL", 0.0)
-            else:
-                position = account.positions[symbol]
-                position.current_price = mark
-                payload = self._payload(account, position, "marked")
-            updates.append((user, payload))
+            payload = self.mark_user(user, symbol, mark)
+            if payload is not None:
+                updates.append((user, payload))
         return updates
+
+    def mark_user(self, user: str, symbol: str, price: float) -> dict[str, Any] | None:
+        """One user's position in symbol marked at price; None when they hold none."""
+        account = self._accounts.get(user)
+        if account is None:
+            return None
+        if account.app is not None:
+            record = account.app.get(symbol)
+            if record is None:
+                return None
+            record["currentPrice"] = price
+            _revalue(record, {})
+            payload = {**record, "totalValue": money(self._total(account)), "change": "marked"}
+            payload.setdefault("realizedPnL", 0.0)
+            return payload
+        position = account.positions.get(symbol)
+        if position is None:
+            return None
+        position.current_price = price
+        return self._payload(account, position, "marked")
+
+    # -- stored accounts (the pipeline keeps them in the broker) -------------------------------------
+
+    def load(self, user: str, data: dict[str, Any] | None) -> None:
+        """Take the user's account from its stored form, marked at the prices known here."""
+        self.forget(user)
+        account = self._accounts[user] = Account.from_dict(data) if data is not None else Account()
+        for symbol in account.open_symbols():
+            self._holders.setdefault(symbol, {})[user] = None
+            price = self._prices.get(symbol)
+            if price is None:
+                continue
+            if account.app is not None:
+                account.app[symbol]["currentPrice"] = price
+                _revalue(account.app[symbol], {})
+            else:
+                account.positions[symbol].current_price = price
+
+    def export(self, user: str) -> dict[str, Any] | None:
+        """The user's account in its stored form; None when there is nothing to keep."""
+        account = self._accounts.get(user)
+        if account is None or (not account.orders and not account.positions and account.app is None):
+            return None
+        return account.to_dict()
+
+    def forget(self, user: str) -> None:
+        account = self._accounts.pop(user, None)
+        if account is not None:
+            for symbol in account.open_symbols():
+                self._unhold(symbol, user)
+
+    def open_symbols(self, user: str) -> set[str]:
+        account = self._accounts.get(user)
+        return account.open_symbols() if account is not None else set()
+
+    def note_price(self, symbol: str, price: float) -> None:
+        """A market price, remembered for the current price of positions derived later."""
+        self._prices[symbol] = price
 
     def positions(self, user: str) -> list[dict[str, Any]]:
         """The user's open positions as payloads (no change or totalValue: see total_value)."""
@@ -276,13 +290,13 @@ class Portfolio:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _account(self, user: str) -> _Account:
+    def _account(self, user: str) -> Account:
         account = self._accounts.get(user)
         if account is None:
-            account = self._accounts[user] = _Account()
+            account = self._accounts[user] = Account()
         return account
 
-    def _touch_order(self, account: _Account, order_id: str) -> _Order:
+    def _touch_order(self, account: Account, order_id: str) -> Order:
         """Get or create the order as the most recently touched; evict over the bound.
 
         Eviction only happens when an order is created, and a new order is never terminal
@@ -290,7 +304,7 @@ class Portfolio:
         """
         memo = account.orders.pop(order_id, None)
         if memo is None:
-            memo = _Order()
+            memo = Order()
         account.orders[order_id] = memo
         if order_id in account.terminal:
             del account.terminal[order_id]
@@ -302,14 +316,14 @@ class Portfolio:
         return memo
 
     @staticmethod
-    def _set_status(account: _Account, order_id: str, status: object) -> None:
+    def _set_status(account: Account, order_id: str, status: object) -> None:
         if not isinstance(status, str):
             return
         account.terminal.pop(order_id, None)
         if is_terminal(status):
             account.terminal[order_id] = None
 
-    def _take_over(self, user: str, account: _Account) -> dict[str, dict[str, Any]]:
+    def _take_over(self, user: str, account: Account) -> dict[str, dict[str, Any]]:
         """Hand the user to the app: derived positions and order memory are no longer needed."""
         for symbol in account.positions:
             self._unhold(symbol, user)
@@ -327,13 +341,13 @@ class Portfolio:
                 del self._holders[symbol]
 
     def _trade(
-        self, user: str, account: _Account, symbol: str, signed_qty: Quantity, price: float
+        self, user: str, account: Account, symbol: str, signed_qty: Quantity, price: float
     ) -> dict[str, Any]:
         """Apply one increment (signed: + buy, - sell) to the user's position in symbol."""
         current = self._prices.get(symbol, price)
         position = account.positions.get(symbol)
         if position is None:
-            position = account.positions[symbol] = _Position(symbol, signed_qty, price, current)
+            position = account.positions[symbol] = Holding(symbol, signed_qty, price, current)
             self._holders.setdefault(symbol, {})[user] = None
             return self._payload(account, position, "opened")
 
@@ -362,7 +376,7 @@ class Portfolio:
         return self._payload(account, position, "flipped", realized=closed_leg)
 
     def _payload(
-        self, account: _Account, position: _Position, change: str, realized: float | None = None
+        self, account: Account, position: Holding, change: str, realized: float | None = None
     ) -> dict[str, Any]:
         payload = _fields(position)
         payload["totalValue"] = money(self._total(account))
@@ -372,13 +386,13 @@ class Portfolio:
         return payload
 
     @staticmethod
-    def _total(account: _Account) -> float:
+    def _total(account: Account) -> float:
         if account.app is not None:
             return math.fsum(float(r.get("value", 0.0)) for r in account.app.values())
         return math.fsum(p.quantity * p.current_price for p in account.positions.values())
 
 
-def _fields(position: _Position) -> dict[str, Any]:
+def _fields(position: Holding) -> dict[str, Any]:
     """A derived position as published, minus the per-event totalValue and change."""
     quantity, entry, current = position.quantity, position.entry_price, position.current_price
     return {

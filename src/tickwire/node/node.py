@@ -28,25 +28,28 @@ from tickwire.domain.positions import PositionsProcessor
 from tickwire.errors import ConfigError
 from tickwire.metrics import Metrics
 from tickwire.node.reader import StreamReader
-from tickwire.node.retention import IdleUsers
 from tickwire.node.sessions import Sessions
 from tickwire.node.sink import NodeSink
 from tickwire.node.timers import Housekeeping
 from tickwire.pipeline import Processor, PublishPipeline, PublishRequest, Validator
 
 
-def make_broker(settings: Settings) -> Broker:
+def make_broker(settings: Settings, clock: Clock | None = None) -> Broker:
     if settings.broker == "memory":
         return MemoryBroker(
             user_history=settings.user_buffer,
             public_history=settings.public_buffer,
             state_capacity=settings.state_capacity,
             finished=is_finished,
+            clock=clock,
+            buffer_ttl_s=settings.buffer_ttl_s,
+            state_ttl_s=settings.state_ttl_s,
+            max_users=settings.max_users,
         )
     if settings.broker.startswith(("redis://", "rediss://", "unix://")):
         from tickwire.brokers.redis import RedisBroker  # only Redis deployments load it
 
-        return RedisBroker.from_settings(settings)
+        return RedisBroker.from_settings(settings, clock=clock)
     raise ConfigError(f"TICKWIRE_BROKER={settings.broker}: use `memory` or a redis:// URL")
 
 
@@ -62,13 +65,13 @@ class Node:
         """`processors` run after the built-in ones (positions from fills and prices)."""
         self.settings = settings
         self.clock = clock = clock or SystemClock()
-        self.broker = broker = broker or make_broker(settings)
+        self.broker = broker = broker or make_broker(settings, clock)
         self.metrics = metrics = Metrics()
         self.catalog = catalog(settings.max_symbols)
         self.hub = Hub(
             clock=clock, throttle_s=settings.throttle_s, max_conns_per_user=settings.max_conns_per_user
         )
-        self.positions = PositionsProcessor(clock, settings.throttle_s)
+        self.positions = PositionsProcessor(broker, clock, settings.throttle_s)
         self.pipeline = PublishPipeline(
             broker,
             clock,
@@ -77,22 +80,20 @@ class Node:
             metrics,
         )
         self.reader = StreamReader(broker, clock, metrics)
-        idle_users = IdleUsers(clock, settings.buffer_ttl_s)
         self.sessions = Sessions(
             self.hub,
             broker,
             self.reader,
             clock=clock,
             metrics=metrics,
-            idle_users=idle_users,
             connect_rate=settings.connect_rate,
             spawn=self.spawn,
         )
         self.sink = NodeSink(self.hub, self.reader, self.sessions)
-        self.housekeeping = Housekeeping(
-            self.hub, self.pipeline, broker, idle_users, clock, settings.throttle_s
-        )
+        self.housekeeping = Housekeeping(self.hub, self.pipeline, broker, clock, settings.throttle_s)
         metrics.connections = self.sessions.connection_counts
+        metrics.tracked_users = broker.held_users
+        metrics.buffered_events = broker.held_events
         metrics.outbox_bytes = lambda: sum(c.outbox.pending_bytes for c in self.hub.connections.values())
         self._timer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -111,15 +112,17 @@ class Node:
         return task
 
     async def stop(self) -> None:
+        """Stop the node: close every connection (each flushes what is queued, then ends;
+        `tickwire serve` has done this at the start of shutdown already, see
+        server/app.py `close_connections`), cancel timers and background feeds, stop the broker."""
         self.started = False
+        self.sessions.close_all(CloseReason.SHUTDOWN)
         tasks = [t for t in (self._timer, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for conn in list(self.hub.connections.values()):
-            conn.close(CloseReason.SHUTDOWN)
         await self.broker.stop()
 
     async def publish(self, requests: Sequence[PublishRequest]) -> list[str | None]:

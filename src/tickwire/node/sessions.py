@@ -2,16 +2,21 @@
 says about them.
 
 - `register` / `unregister`: the per-user cap (the oldest connection over it is closed
-  with `connection:limit`), presence for shared brokers, idle users for the buffer TTL;
+  with `connection:limit`); the broker is told, for presence and the buffer TTL;
 - `attach`: a stream on a connection: a holding subscription first, then the reader's
   start (snapshot, buffered events or replay; `stream:reset` when a resume failed),
   then live events, with nothing lost or doubled in between (core/hub.py);
 - `reset_log` / `evict`: what a shared broker reports (a log it could not repair; a
-  connection the cluster-wide cap closed).
+  connection the cluster-wide cap closed);
+- `close_all` / `wait_closed`: shutdown. Every connection is closed (each flushes what is
+  queued, then ends), connections registered afterwards are closed at once, `stopping` is
+  set (long-polls answer what they have), and `wait_closed` waits for the transports to
+  have ended them, with a bound.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
@@ -29,7 +34,6 @@ from tickwire.core.streams import Principal, Stream
 from tickwire.errors import BrokerUnavailable, StreamError
 from tickwire.metrics import Metrics
 from tickwire.node.reader import Start, StreamReader
-from tickwire.node.retention import IdleUsers
 
 log = logging.getLogger("tickwire.node")
 
@@ -45,7 +49,6 @@ class Sessions:
         *,
         clock: Clock,
         metrics: Metrics,
-        idle_users: IdleUsers,
         connect_rate: int,
         spawn: Spawn,
     ) -> None:
@@ -54,11 +57,12 @@ class Sessions:
         self.reader = reader
         self.clock = clock
         self.metrics = metrics
-        self.idle_users = idle_users
         self.connect_rate = connect_rate
         self.connect_limiter = RateLimiter(clock, connect_rate)
         self._spawn = spawn
-        hub.on_user_idle = self._user_idle
+        # Set when the node starts closing its connections (shutdown): no new ones stay open.
+        self.stopping = asyncio.Event()
+        self._all_closed = asyncio.Event()
 
     # -- admission ---------------------------------------------------------------------
 
@@ -88,24 +92,47 @@ class Sessions:
     # -- connections ---------------------------------------------------------------------
 
     def register(self, conn: Connection) -> None:
-        """Count a new connection for its user (closing the oldest over the cap)."""
-        if conn.user is not None:
-            self.idle_users.active(conn.user)
+        """Count a new connection for its user (closing the oldest over the cap); the broker
+        keeps the user's history while some connection of theirs is open."""
         evicted = self.hub.add_connection(conn)
         for old in evicted:
             log.info("connection limit: closed oldest connection", extra=_extra(old))
         if conn.user is not None:
             self.broker.connection_opened(conn.user, conn.serial, [c.serial for c in evicted])
+        if self.stopping.is_set():  # admitted while the node began to stop: go elsewhere
+            conn.close(CloseReason.SHUTDOWN)
 
     def unregister(self, conn: Connection) -> None:
         known = conn.serial in self.hub.connections
         self.hub.remove_connection(conn)
         if known and conn.user is not None:
             self.broker.connection_closed(conn.user, conn.serial)
+        if self.stopping.is_set() and not self.hub.connections:
+            self._all_closed.set()
 
-    def _user_idle(self, user: str) -> None:
-        if not self.broker.manages_buffer_ttl:  # else the broker expires it cluster-wide
-            self.idle_users.idle(user)
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def close_all(self, reason: str = CloseReason.SHUTDOWN) -> int:
+        """Close every connection of this node (SSE responses end and WebSockets get 1001
+        after what is queued); from now on new ones are closed as they register. Returns
+        how many were open."""
+        self.stopping.set()
+        conns = list(self.hub.connections.values())
+        for conn in conns:
+            conn.close(reason)
+        if not self.hub.connections:
+            self._all_closed.set()
+        return len(conns)
+
+    async def wait_closed(self, timeout_s: float) -> int:
+        """After `close_all`: wait until the transports ended every connection, at most
+        `timeout_s`; how many are still open."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._all_closed.wait()
+        except TimeoutError:
+            pass
+        return len(self.hub.connections)
 
     def evict(self, serial: int) -> None:
         """The cluster-wide per-user cap chose this node's connection as the oldest."""

@@ -1,9 +1,9 @@
-"""The node's housekeeping timer: throttled ticks, held-back derived events, idle users.
+"""The node's housekeeping timer: throttled ticks, held-back derived events, the broker's upkeep.
 
 One task for the whole node, waking every quarter of the throttle window (10-100 ms):
 - public ticks the hub's throttle held back are fanned out when their window ends;
 - what processors held back (throttled position marks) is published (`publish_due`);
-- once a second, the history of users idle for the buffer TTL is dropped.
+- once a second, the broker's upkeep (`Broker.maintain`: retention of idle users).
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ import logging
 
 from tickwire.brokers.base import Broker
 from tickwire.core.clock import Clock
-from tickwire.core.event import user_log
 from tickwire.core.hub import Hub
-from tickwire.node.retention import IdleUsers
 from tickwire.pipeline import PublishPipeline
 
 log = logging.getLogger("tickwire.node")
 
-SWEEP_EVERY_S = 1.0
+MAINTAIN_EVERY_S = 1.0
 
 
 class Housekeeping:
@@ -29,17 +27,15 @@ class Housekeeping:
         hub: Hub,
         pipeline: PublishPipeline,
         broker: Broker,
-        idle_users: IdleUsers,
         clock: Clock,
         throttle_s: float,
     ) -> None:
         self.hub = hub
         self.pipeline = pipeline
         self.broker = broker
-        self.idle_users = idle_users
         self.clock = clock
         self.interval_s = min(0.1, max(0.01, throttle_s / 4))
-        self._next_sweep = 0.0
+        self._next_maintain = 0.0
 
     async def run(self) -> None:
         while True:
@@ -53,14 +49,6 @@ class Housekeeping:
         self.hub.release_throttled()
         await self.pipeline.publish_due()
         now = self.clock.monotonic()
-        if now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_EVERY_S
-            await self.sweep_idle_users()
-
-    async def sweep_idle_users(self) -> None:
-        """Drop the history of users idle for the buffer TTL."""
-        for user in self.idle_users.expired():
-            await self.broker.forget_history(user_log(user))
-            log.info(
-                "user buffer cleared after idle TTL", extra={"user": user, "ttl_s": self.idle_users.ttl_s}
-            )
+        if now >= self._next_maintain:
+            self._next_maintain = now + MAINTAIN_EVERY_S
+            await self.broker.maintain()

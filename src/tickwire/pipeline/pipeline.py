@@ -3,29 +3,39 @@
     requests ─► validate (validate.py; HTTP and ingest bodies)
              ─► sanitize: secret-named keys redacted, `timestamp` and declared defaults added,
                 urgent events flagged
+             ─► read the processor state the drafts need (one broker read)
              ─► derive: every processor, in order (processor.py)
-             ─► stamp and store: `Broker.submit(Batch)`: atomic; the batch's place in the
-                order is fixed when it returns
+             ─► stamp and store: `Broker.submit(Batch)`: atomic, with the state writes; the
+                batch's place in the order is fixed when it returns. When another node
+                wrote that state meanwhile (`StateConflict`), back to the read
              ─► dispatch: the broker delivers every stamped event to the node's sink, which
                 hands it to the hub (node/sink.py)
+             ─► follow-ups: what the processors' `after` returns, as a batch of its own
 
-Derivation and submission run without awaiting anything, so two publishes never
-interleave and no lock is held while a batch travels to the broker and back.
+Derivation and submission run without awaiting anything, so no lock is held while a batch
+travels to the broker and back; state that two publishes share is protected by its
+versions, not by a lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from tickwire.brokers.base import Batch, Broker, Publication
 from tickwire.core.clock import Clock
-from tickwire.core.event import URGENT_FIELD, EventType, iso_timestamp
+from tickwire.core.event import URGENT_FIELD, Event, EventType, iso_timestamp
 from tickwire.core.sanitize import sanitize
-from tickwire.errors import PublishError
+from tickwire.errors import BrokerUnavailable, PublishError, StateConflict
 from tickwire.metrics import Metrics
-from tickwire.pipeline.processor import Draft, Processor
+from tickwire.pipeline.processor import Draft, FollowUp, Processor, StateRef, StateView
 from tickwire.pipeline.validate import PublishRequest, Validator
+
+# Derivations of one batch before giving up on state other nodes keep changing.
+MAX_ATTEMPTS = 8
 
 
 class PublishPipeline:
@@ -42,6 +52,7 @@ class PublishPipeline:
         self.validator = validator
         self.processors = list(processors)
         self.metrics = metrics or Metrics()
+        self._locks = RefLocks()
 
     async def publish_body(self, body: Any, *, ingest_id: str | None = None) -> list[str | None]:
         """Validate a POST /api/publish body (or an ingest entry's) and publish it."""
@@ -51,40 +62,119 @@ class PublishPipeline:
         self, requests: Sequence[PublishRequest], *, ingest_id: str | None = None
     ) -> list[str | None]:
         """Stamp a validated batch atomically; the ids of the requested events, in order."""
-        ms = self.clock.wall_ms()
+        drafts = self._drafts(requests, self.clock.wall_ms())
+        refs = sorted({ref for d in drafts for p in self.processors for ref in p.reads(d)})
+        if not refs:  # nothing to read: derive and submit without awaiting anything first
+            return await self._stamp(requests, drafts, StateView({}), ingest_id)
+        async with self._locks.hold(refs):  # this node's publishes of one state take turns
+            for attempt in range(MAX_ATTEMPTS):
+                if attempt:
+                    drafts = self._drafts(requests, self.clock.wall_ms())
+                    await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # other nodes: spread out
+                view = StateView(dict(zip(refs, await self.broker.load(refs), strict=True)))
+                try:
+                    return await self._stamp(requests, drafts, view, ingest_id)
+                except StateConflict:
+                    continue  # another node changed that state since it was read: derive again
+        raise BrokerUnavailable(f"the batch's state kept changing under it: {MAX_ATTEMPTS} attempts failed")
+
+    async def _stamp(
+        self, requests: Sequence[PublishRequest], drafts: list[Draft], view: StateView, ingest_id: str | None
+    ) -> list[str | None]:
+        pubs, owned = self._derive_all(drafts, view)
+        ms = drafts[0].ms if drafts else self.clock.wall_ms()
+        events = await self.broker.submit(Batch(pubs, ms, ingest_id, view.writes, view.index))
+        self._count(events)
+        await self._follow_up(events)
+        return [events[i].id for i in owned]
+
+    def _drafts(self, requests: Sequence[PublishRequest], ms: int) -> list[Draft]:
         ts = iso_timestamp(ms)
+        drafts = []
+        for req in requests:
+            spec = self.validator.types[req.type]
+            drafts.append(Draft(spec, sanitized(spec, req.data, ts), req.user, ms, ts))
+        return drafts
+
+    def _derive_all(self, drafts: Sequence[Draft], view: StateView) -> tuple[list[Publication], list[int]]:
         pubs: list[Publication] = []
         owned: list[int] = []  # index in pubs of each request's own event
-        for index, req in enumerate(requests):
-            spec = self.validator.types[req.type]
-            draft = Draft(spec, sanitized(spec, req.data, ts), req.user, ms, ts)
-            derived = self._derive(draft, index if len(requests) > 1 else None)
+        for index, draft in enumerate(drafts):
+            derived = self._derive(draft, view, index if len(drafts) > 1 else None)
             owned.append(len(pubs))
             pubs.append(draft.publication())
             pubs.extend(derived)
-        events = await self.broker.submit(Batch(pubs, ms, ingest_id))
-        for event in events:
-            self.metrics.published.labels(event.type).inc()
-        return [events[i].id for i in owned]
+        return pubs, owned
 
-    def _derive(self, draft: Draft, index: int | None) -> list[Publication]:
+    def _derive(self, draft: Draft, view: StateView, index: int | None) -> list[Publication]:
         derived: list[Publication] = []
         for processor in self.processors:
             try:
-                derived.extend(processor.derive(draft))
+                derived.extend(processor.derive(draft, view))
             except ValueError as exc:  # the domain refused it (e.g. an impossible fill)
                 raise PublishError(str(exc), index) from None
         return derived
 
+    async def _follow_up(self, events: Sequence[Event]) -> None:
+        follow = FollowUp()
+        for processor in self.processors:
+            more = await processor.after(events)
+            if more:
+                follow.pubs += more.pubs
+                follow.index += more.index
+        await self._publish_follow_up(follow)
+
     async def publish_due(self) -> int:
         """Publish what the processors held back and released now (one batch); how many."""
-        pubs = [pub for processor in self.processors for pub in processor.due()]
-        if not pubs:
+        follow = FollowUp()
+        for processor in self.processors:
+            more = await processor.due()
+            if more:
+                follow.pubs += more.pubs
+                follow.index += more.index
+        return await self._publish_follow_up(follow)
+
+    async def _publish_follow_up(self, follow: FollowUp) -> int:
+        if not follow:
             return 0
-        events = await self.broker.submit(Batch(pubs, self.clock.wall_ms()))
-        for event in events:
-            self.metrics.published.labels(event.type).inc()
+        events = await self.broker.submit(Batch(follow.pubs, self.clock.wall_ms(), index=follow.index))
+        self._count(events)
         return len(events)
+
+    def _count(self, events: Sequence[Event]) -> None:
+        published = self.metrics.published
+        for event in events:
+            published.labels(event.type).inc()
+
+
+class RefLocks:
+    """One lock per processor state in use on this node, taken in a fixed order."""
+
+    def __init__(self) -> None:
+        self._locks: dict[StateRef, tuple[asyncio.Lock, int]] = {}  # ref -> (lock, holders + waiters)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, refs: Sequence[StateRef]) -> AsyncIterator[None]:
+        """`refs` sorted by the caller, so no two publishes wait on each other in a cycle."""
+        registered: list[StateRef] = []
+        acquired: list[asyncio.Lock] = []
+        try:
+            for ref in refs:
+                lock, count = self._locks.get(ref) or (asyncio.Lock(), 0)
+                self._locks[ref] = (lock, count + 1)
+                registered.append(ref)
+                await lock.acquire()
+                acquired.append(lock)
+            yield
+        finally:
+            for lock in acquired:
+                lock.release()
+            for ref in registered:
+                lock, count = self._locks[ref]
+                if count <= 1:
+                    del self._locks[ref]
+                else:
+                    self._locks[ref] = (lock, count - 1)
 
 
 def sanitized(spec: EventType, data: dict[str, Any], ts: str) -> dict[str, Any]:

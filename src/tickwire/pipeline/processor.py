@@ -1,24 +1,35 @@
 """The processor interface: how features plug into the publish pipeline.
 
 A processor sees every event of a batch after it is validated and sanitized and before it
-is stamped. It may rewrite the event's payload (`draft.data`), refuse it (raise
+is stamped (`derive`). It may rewrite the event's payload (`draft.data`), refuse it (raise
 `ValueError`: the whole batch is refused with that message, nothing is stamped), and
-derive more events, which are stamped in the same atomic batch right after it. A
-processor that holds events back (a throttle) hands them out later from `due()`, which
-the node's timer calls; they are then published as a batch of their own.
+derive more events, which are stamped in the same atomic batch right after it.
 
-Processors run synchronously, in the order they were given to the pipeline, and must not
-do I/O: a batch's place in the log is fixed as soon as derivation ends.
+State a processor keeps lives in the broker, per log (`reads` names what a draft needs;
+the pipeline reads it before `derive`, which reads and writes it through a `StateView`).
+The batch carries the writes with the versions they were derived from: when another node
+wrote meanwhile, nothing is stamped and the pipeline reads and derives again. So a
+processor on any number of nodes behaves as one.
+
+After a batch is stamped, `after` may return a follow-up (events it causes elsewhere,
+such as the marks of positions a price moves); `due` returns what a processor held back
+(a throttle) once its time came; the node's timer calls it. Follow-ups are published as
+batches of their own; their ticks can be conditional on a state's version
+(`Publication.only_if`), so a follow-up derived from a state that moved on is left out.
+
+`derive` runs synchronously and must not do I/O; `after` and `due` may read the broker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tickwire.brokers.base import Publication
-from tickwire.core.event import EventType, user_log
+from tickwire.brokers.base import IndexChange, Publication, StateWrite, Stored
+from tickwire.core.event import Event, EventType, user_log
+
+StateRef = tuple[str, str]  # (log, processor state name)
 
 
 @dataclass(slots=True)
@@ -47,15 +58,85 @@ class Draft:
         return Publication(spec.name, data, self.log, tick=spec.always_tick, state=state, strategy=item)
 
 
+class StateView:
+    """The processor state one batch was derived with: what was read, what it wrote."""
+
+    def __init__(self, read: dict[StateRef, Stored]) -> None:
+        self._read = read
+        self._values: dict[StateRef, dict[str, Any] | None] = {ref: s.value for ref, s in read.items()}
+        self._written: dict[StateRef, None] = {}
+        self.index: list[IndexChange] = []
+
+    def get(self, log: str, name: str) -> dict[str, Any] | None:
+        """The state as this batch left it so far (reads must have been declared)."""
+        ref = (log, name)
+        if ref not in self._values:
+            raise KeyError(f"{name} of {log} was not declared by `reads`")
+        return self._values[ref]
+
+    def put(self, log: str, name: str, value: dict[str, Any] | None) -> None:
+        self.get(log, name)
+        self._values[(log, name)] = value
+        self._written[(log, name)] = None
+
+    def version(self, log: str, name: str) -> int:
+        stored = self._read.get((log, name))
+        return stored.version if stored is not None else 0
+
+    @property
+    def writes(self) -> list[StateWrite]:
+        return [
+            StateWrite(log, name, self._values[(log, name)], self._read[(log, name)].version)
+            for log, name in self._written
+        ]
+
+
+@dataclass(slots=True)
+class FollowUp:
+    """Events a processor publishes as a batch of their own (after stamping, or on time)."""
+
+    pubs: list[Publication] = field(default_factory=list)
+    index: list[IndexChange] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.pubs or self.index)
+
+
 class Processor(Protocol):
     """A derivation stage of the publish pipeline (see the module docstring)."""
 
     name: str
 
-    def derive(self, draft: Draft) -> Sequence[Publication]:
+    def reads(self, draft: Draft) -> Sequence[StateRef]:
+        """The processor state deriving `draft` needs (read before `derive`)."""
+        ...
+
+    def derive(self, draft: Draft, state: StateView) -> Sequence[Publication]:
         """Adjust `draft.data` if needed; what this event derives (stamped right after it)."""
         ...
 
-    def due(self) -> Sequence[Publication]:
+    async def after(self, events: Sequence[Event]) -> FollowUp | None:
+        """What the stamped events cause elsewhere, published right after them."""
+        ...
+
+    async def due(self) -> FollowUp | None:
         """Derived events held back until now (e.g. by a throttle); called by the node's timer."""
         ...
+
+
+class BaseProcessor:
+    """A processor that needs no state and causes nothing later: override what you use."""
+
+    name = "processor"
+
+    def reads(self, draft: Draft) -> Sequence[StateRef]:
+        return ()
+
+    def derive(self, draft: Draft, state: StateView) -> Sequence[Publication]:
+        return ()
+
+    async def after(self, events: Sequence[Event]) -> FollowUp | None:
+        return None
+
+    async def due(self) -> FollowUp | None:
+        return None

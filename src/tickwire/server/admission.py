@@ -77,8 +77,10 @@ class Admission:
         notify: Callable[[], None],
         ip: str,
         correlation_id: str,
+        expires_at: float | None = None,
     ) -> Connection:
-        """A new connection with this node's bounds and timers."""
+        """A new connection with this node's bounds and timers; it ends at `expires_at`
+        (the credentials' expiry, unix seconds) unless re-authenticated."""
         settings = self.settings
         return Connection(
             client_id=client_id,
@@ -94,6 +96,7 @@ class Admission:
             keepalive_s=settings.keepalive_s,
             idle_timeout_s=settings.idle_timeout_s,
             conflate=settings.throttle_ms > 0,
+            expires_at=expires_at,
         )
 
     def register(self, conn: Connection) -> None:

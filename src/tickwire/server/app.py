@@ -4,12 +4,20 @@
 run alone (`tickwire serve`) or be mounted in an existing FastAPI/Starlette app;
 the node starts with the app's lifespan or, when mounted (sub-app lifespans do not
 run), on the first request.
+
+Shutdown: an ASGI server sends the lifespan's shutdown only after its connections have
+ended, and streams do not end by themselves, so the server must end them first:
+`app.state.close_connections()` closes every connection (SSE responses end after what is
+queued, WebSockets get 1001, long-polls answer) and waits for them up to
+TICKWIRE_SHUTDOWN_GRACE_S. `tickwire serve` calls it as soon as uvicorn starts to shut
+down (cli.py); the lifespan then stops the node (`Node.stop`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
@@ -41,6 +49,8 @@ from tickwire.wire.sse import SSECodec
 
 _METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
+log = logging.getLogger("tickwire.app")
+
 
 def create_app(
     settings: Settings | None = None,
@@ -68,6 +78,7 @@ def create_app(
     app.state.sse_codec = SSECodec(settings.retry_ms)
     app.state.client_ids = ClientIds()
     app.state.ensure_started = starter.ensure_started
+    app.state.close_connections = starter.close_connections
     app.state.on_startup = starter.hooks  # more hooks may be appended before the app starts
     app.add_middleware(_CorsAndCorrelation, settings=settings, methods_for=errors.methods_for)
     return app
@@ -104,6 +115,25 @@ class _Starter:
                 await self.node.start()
                 for hook in self.hooks:
                     await hook(self.node)
+
+    async def close_connections(self) -> int:
+        """The start of a shutdown: close every connection now and wait for them to end, at
+        most TICKWIRE_SHUTDOWN_GRACE_S; how many were still open then (the server cuts them)."""
+        sessions = self.node.sessions
+        grace = self.node.settings.shutdown_grace_s
+        clock = self.node.clock
+        began = clock.monotonic()
+        count = sessions.close_all()
+        left = await sessions.wait_closed(grace)
+        took = round(clock.monotonic() - began, 3)
+        if left:
+            log.warning(
+                "shutdown: connections still open after the grace",
+                extra={"connections": count, "left": left, "grace_s": grace, "took_s": took},
+            )
+        else:
+            log.info("shutdown: every connection closed", extra={"connections": count, "took_s": took})
+        return left
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:

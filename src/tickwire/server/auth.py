@@ -2,6 +2,10 @@
 
 An application can replace token checking with its own session store by passing an
 `Authenticator` (e.g. a session id in the cookie looked up in Redis) to `create_app`.
+
+A principal carries its credentials' expiry (`Principal.expires_at`, the JWT's `exp`):
+open connections end at it (SPEC 5; core/connection.py) and a long-poll's wait does not
+outlive it. An `Authenticator` that returns no expiry gives connections that do not expire.
 """
 
 from __future__ import annotations
@@ -43,7 +47,13 @@ def verify_token(secret: str, token: str) -> Principal | None:
     roles = claims.get("roles", [])
     if not isinstance(roles, list):
         return None
-    return Principal(sub, frozenset(r for r in roles if isinstance(r, str) and r in ROLES))
+    try:
+        expires_at = float(claims["exp"])  # required, and a number PyJWT found in the future
+    except (TypeError, ValueError):
+        return None
+    return Principal(
+        sub, frozenset(r for r in roles if isinstance(r, str) and r in ROLES), expires_at=expires_at
+    )
 
 
 def token_from_headers(headers: Mapping[str, str]) -> str | None:

@@ -1,22 +1,40 @@
-"""HTTP plumbing shared by every endpoint: error bodies, CORS, correlation ids."""
+"""HTTP plumbing shared by every endpoint: error bodies, CORS, correlation ids, request bodies.
+
+A request whose body the server refuses (413) or answers before reading (401, 404...) gets
+its answer first; the server then reads and discards what the client still sends, like
+nginx's lingering close, and only then ends the response and closes the connection, so the
+client reads the answer instead of a reset (SPEC 5). The discarding is bounded: at most
+`LINGER_BYTES`, `LINGER_S` in all and `LINGER_IDLE_S` without a byte; past a bound the
+connection closes (and a client still sending may then see a reset).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Mapping
 from http import HTTPStatus
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from tickwire.config import Settings
+from tickwire.errors import Refused
 
 CORRELATION_HEADER = "x-correlation-id"
 ALLOW_HEADERS = "Content-Type, Authorization, Last-Event-ID, X-Correlation-ID"
 _CORRELATION = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+LINGER_BYTES = 64 * 1_048_576
+"""Most request bytes read and discarded after an early answer (the largest TICKWIRE_MAX_BODY)."""
+LINGER_S = 30.0
+"""Longest time spent discarding a request body after an early answer (nginx's lingering_time)."""
+LINGER_IDLE_S = 5.0
+"""Longest wait for the client's next bytes while discarding (nginx's lingering_timeout)."""
+_BODY_READ = "tickwire.body_read"
+"""Key of the scope's state: the request body was read to its end (nothing left to discard)."""
 
 
 def scope_headers(scope: Scope) -> dict[str, str]:
@@ -86,7 +104,8 @@ def error_response(
     )
     if extra:
         headers.update(extra)
-    return Response(error_body(status, message), status, headers=headers, media_type="application/json")
+    kind = LingeringResponse if body_pending(request.scope, request.headers) else Response
+    return kind(error_body(status, message), status, headers=headers, media_type="application/json")
 
 
 def json_response(
@@ -98,3 +117,93 @@ def json_response(
         request.headers
     )
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+# -- request bodies --------------------------------------------------------------------------------
+
+
+def too_large_message(limit: int) -> str:
+    return f"Body too large: at most {limit} bytes"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; `Refused(413)` as soon as its Content-Length or the bytes received
+    pass `limit` (`error_response` then discards the rest), `Refused(400)` for a malformed
+    Content-Length; `ClientDisconnect` when the client goes away."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise Refused(400, "Content-Length must be a number")
+        if int(length) > limit:
+            raise Refused(413, too_large_message(limit))
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        if not more:
+            request.scope.setdefault("state", {})[_BODY_READ] = True
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, too_large_message(limit))
+        chunks.append(chunk)
+        if not more:
+            return b"".join(chunks)
+
+
+def body_pending(scope: Scope, headers: Mapping[str, str]) -> bool:
+    """Whether the client may still be sending a body this app has not read to its end."""
+    if scope.get("type") != "http" or scope.get("state", {}).get(_BODY_READ):
+        return False
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return True
+    return headers.get("content-length", "0").strip() not in ("0", "")
+
+
+async def discard_body(
+    receive: Receive,
+    max_bytes: int = LINGER_BYTES,
+    max_s: float = LINGER_S,
+    idle_s: float = LINGER_IDLE_S,
+) -> bool:
+    """Read and drop the rest of a request body: True once it ended (or the client left),
+    False when a bound (bytes, total time, idle time) stopped the reading first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_s
+    left = max_bytes
+    while left >= 0:
+        try:
+            async with asyncio.timeout(min(idle_s, deadline - loop.time())):
+                message = await receive()
+        except TimeoutError:
+            return False
+        if message["type"] != "http.request":
+            return True
+        left -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+    return False
+
+
+class LingeringResponse(Response):
+    """A complete answer sent while the request body is still unread (module docstring).
+
+    The answer goes out at once (with `Connection: close` on HTTP/1), then the rest of the
+    body is discarded within the bounds, then the response ends and the server closes the
+    connection. Ending the response at once instead, uvicorn would either close the socket
+    with request bytes unread (`Connection: close`, HTTP/1.0), which the client still sending
+    sees as a reset instead of this answer, or read and discard the body without any bound
+    (keep-alive)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = list(self.raw_headers)
+        if scope.get("http_version") in ("1.0", "1.1"):
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        await discard_body(receive)
+        scope.setdefault("state", {})[_BODY_READ] = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

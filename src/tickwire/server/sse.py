@@ -73,6 +73,7 @@ async def sse_endpoint(request: Request) -> Response | SSEResponse:
         stream,
         codec=state.sse_codec,
         user=principal.user,
+        expires_at=principal.expires_at,
         client_id=state.client_ids.next(principal.user, stream.name, node.clock.wall_ms()),
         last_event_id=resume_id(request, node.settings),
         correlation_id=request.state.correlation_id,
@@ -116,6 +117,7 @@ class SSEResponse:
         *,
         codec: SSECodec,
         user: str | None,
+        expires_at: float | None,
         client_id: str,
         last_event_id: str | None,
         correlation_id: str,
@@ -128,6 +130,7 @@ class SSEResponse:
         self.stream = stream
         self.codec = codec
         self.user = user
+        self.expires_at = expires_at
         self.client_id = client_id
         self.last_event_id = last_event_id
         self.correlation_id = correlation_id
@@ -170,6 +173,7 @@ class SSEResponse:
             notify=writer.notify,
             ip=self.ip,
             correlation_id=self.correlation_id,
+            expires_at=self.expires_at,
         )
         writer.attach(conn)
         await driver.start(200, self._headers())

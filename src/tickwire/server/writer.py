@@ -7,7 +7,8 @@ wait for the socket, to close, or for its timers:
 
     outbox non-empty ─► notify ─► Flusher (next loop turn) ─► flush: drain outbox ─► driver
                                    driver not writable ──────► wake the task: drain()
-    keepalive / idle (core/connection.py), WebSocket pings (an extra `Timer`) ─► task
+    keepalive / idle / credential expiry (core/connection.py), WebSocket pings (an extra
+    `Timer`) ─► task
 
 Bytes leave the outbox only while the driver is writable, so what the socket has not
 taken stays under the outbox's bound and conflation. A peer that stops reading while the
@@ -182,6 +183,11 @@ class Writer:
             return False
         await self.waker.wait(min(deadline, timer.due()) if timer is not None else deadline, now)
         return True
+
+    def timers_changed(self) -> None:
+        """The connection's deadlines moved (e.g. a new credential expiry): the task
+        looks at them again instead of sleeping until the old one."""
+        self.waker.wake()
 
     def abort(self) -> None:
         """The outbox gave up on its client (slow consumer): stop waiting for the socket."""

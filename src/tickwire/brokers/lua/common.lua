@@ -49,7 +49,7 @@ local function open_log(log, nonce, kinds, state_ttl)
     m.tick = tonumber(v[3])
     m.fresh = false
   else
-    local doomed = { base .. ':events', base .. ':ticks', base .. ':tickmeta' }
+    local doomed = { base .. ':events', base .. ':ticks', base .. ':tickmeta', base .. ':ps' }
     for kind in string.gmatch(kinds, '[^,]+') do
       doomed[#doomed + 1] = base .. ':state:' .. kind
       doomed[#doomed + 1] = base .. ':recent:' .. kind

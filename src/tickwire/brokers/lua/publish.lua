@@ -7,8 +7,12 @@
 --       count, batch: a MessagePack array of strings (one argument: cheaper to send than
 --       thousands), per event:
 --       log, type, tick ("1"/"0"), kind ("" = no state), key, strategy ("" = none),
---       npairs, then npairs x (key JSON, value JSON): the top-level fields of `data`.
--- Returns epoch, offset, tick per event (flat).
+--       only_if name ("" = unconditional), only_if version,
+--       npairs, then npairs x (key JSON, value JSON): the top-level fields of `data`;
+--       writes: MessagePack array, per processor state written: log, name, expected version,
+--       value JSON ("" deletes); index: MessagePack array, per change: set, member, "1"/"0".
+-- Returns epoch, offset, tick per event (flat; 0, 0, 0 for a conditional tick left out), or
+-- the error TICKWIRE_CONFLICT (nothing written) when a write's state moved on.
 
 local ms = ARGV[2]
 local user_cap = tonumber(ARGV[3])
@@ -21,6 +25,23 @@ local kinds = ARGV[9]
 local ingest_id = ARGV[10]
 local count = tonumber(ARGV[11])
 local B = cmsgpack.unpack(ARGV[12])
+local W = cmsgpack.unpack(ARGV[13])
+local X = cmsgpack.unpack(ARGV[14])
+
+-- Processor state: one hash per log, field name -> "version<TAB>JSON".
+local function stored_version(log, name)
+  local cur = redis.call('HGET', P .. ':log:' .. log .. ':ps', name)
+  if not cur then
+    return 0
+  end
+  return tonumber(string.match(cur, '^(%d+)'))
+end
+
+for i = 1, #W, 4 do
+  if stored_version(W[i], W[i + 1]) ~= tonumber(W[i + 2]) then
+    return redis.error_reply('TICKWIRE_CONFLICT ' .. W[i + 1] .. ' of ' .. W[i] .. ' changed since it was read')
+  end
+end
 
 local function id_parts(id)
   local a, b = string.match(id, '^(%d+)-(%d+)$')
@@ -118,17 +139,9 @@ local logs = {}
 local touched = {}
 local reply = {}
 local parts = {}
-local a = 1
-for _ = 1, count do
-  local log, typ, flag, kind, key, strategy = B[a], B[a + 1], B[a + 2], B[a + 3], B[a + 4], B[a + 5]
-  local np = tonumber(B[a + 6])
-  local ks, vs = {}, {}
-  for j = 1, np do
-    ks[j] = B[a + 5 + 2 * j]
-    vs[j] = B[a + 6 + 2 * j]
-  end
-  a = a + 7 + 2 * np
 
+-- Stamp one event: counters, history, state, item owner, and its part of the message.
+local function stamp(log, typ, flag, kind, key, strategy, ks, vs)
   local m = logs[log]
   if not m then
     m = open_log(log, nonce, kinds, state_ttl)
@@ -179,6 +192,49 @@ for _ = 1, count do
   parts[#parts + 1] = '[' .. cjson.encode(log) .. ',' .. num(m.epoch) .. ',' .. num(m.offset) .. ','
     .. num(m.tick) .. ',' .. ms .. ',' .. cjson.encode(typ) .. ',' .. tick_flag .. ',' .. state .. ','
     .. data .. ']'
+end
+
+local a = 1
+for _ = 1, count do
+  local log, typ, flag, kind, key, strategy = B[a], B[a + 1], B[a + 2], B[a + 3], B[a + 4], B[a + 5]
+  local cond, cond_version = B[a + 6], B[a + 7]
+  local np = tonumber(B[a + 8])
+  local ks, vs = {}, {}
+  for j = 1, np do
+    ks[j] = B[a + 7 + 2 * j]
+    vs[j] = B[a + 8 + 2 * j]
+  end
+  a = a + 9 + 2 * np
+  if cond ~= '' and stored_version(log, cond) ~= tonumber(cond_version) then
+    reply[#reply + 1] = 0  -- a conditional tick whose state moved on: left out
+    reply[#reply + 1] = 0
+    reply[#reply + 1] = 0
+  else
+    stamp(log, typ, flag, kind, key, strategy, ks, vs)
+  end
+end
+
+for i = 1, #W, 4 do
+  local log = W[i]
+  if not logs[log] then
+    local m = open_log(log, nonce, kinds, state_ttl)
+    logs[log] = m
+    touched[#touched + 1] = m
+  end
+  local hk = logs[log].base .. ':ps'
+  if W[i + 3] == '' then
+    redis.call('HDEL', hk, W[i + 1])
+  else
+    redis.call('HSET', hk, W[i + 1], num(tonumber(W[i + 2]) + 1) .. '\t' .. W[i + 3])
+  end
+  touch(logs[log], hk)
+end
+for i = 1, #X, 3 do
+  if X[i + 2] == '1' then
+    redis.call('SADD', P .. ':index:' .. X[i], X[i + 1])
+  else
+    redis.call('SREM', P .. ':index:' .. X[i], X[i + 1])
+  end
 end
 
 for key in pairs(expiring) do

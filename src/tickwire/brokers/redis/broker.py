@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from tickwire.brokers.base import Batch, Broker, BrokerSink, History, IngestHandler, Snapshot
+from tickwire.brokers.base import Batch, Broker, BrokerSink, History, IngestHandler, Snapshot, Stored
 from tickwire.brokers.redis.delivery import Delivery
 from tickwire.brokers.redis.ingest import Ingest
 from tickwire.brokers.redis.presence import Presence
@@ -191,6 +191,12 @@ class RedisBroker(Broker):
 
     async def get_state(self, log: str, kind: str, key: str) -> dict[str, Any] | None:
         return await self.reader.get_state(log, kind, key)
+
+    async def load(self, refs: Sequence[tuple[str, str]]) -> list[Stored]:
+        return await self.reader.load(refs)
+
+    async def members(self, index: str) -> set[str]:
+        return await self.reader.members(index)
 
     async def strategy_owner(self, strategy_id: str) -> str | None:
         return await self.reader.strategy_owner(strategy_id)

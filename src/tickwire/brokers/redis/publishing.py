@@ -28,7 +28,13 @@ from tickwire.brokers.redis.scripts import Link
 from tickwire.brokers.redis.tasks import Tasks
 from tickwire.core.event import Event
 from tickwire.core.ids import Position
-from tickwire.errors import BrokerUnavailable, IngestDuplicate, PublishError, PublishOutcomeUnknown
+from tickwire.errors import (
+    BrokerUnavailable,
+    IngestDuplicate,
+    PublishError,
+    PublishOutcomeUnknown,
+    StateConflict,
+)
 
 MAX_PIPELINE = 256  # batches per round trip
 
@@ -56,7 +62,8 @@ async def _failed(error: BaseException) -> list[Event]:
 
 def pack(pubs: Sequence[Publication], packer: Any = None) -> bytes:
     """The batch argument of publish.lua: one MessagePack array of strings, per event log,
-    type, tick, kind, key, strategy, npairs, then (key JSON, value JSON) per data field.
+    type, tick, kind, key, strategy, only_if name, only_if version, npairs, then (key JSON,
+    value JSON) per data field.
 
     Packed item by item into a reusable `msgpack.Packer(use_bin_type=False, autoreset=False)`
     (the bytes are those of `msgpack.packb(items, use_bin_type=False)`): each JSON text is
@@ -68,7 +75,7 @@ def pack(pubs: Sequence[Publication], packer: Any = None) -> bytes:
     put = packer.pack
     size = 0
     for pub in pubs:
-        size += 7 + 2 * len(pub.data)
+        size += 9 + 2 * len(pub.data)
     try:
         packer.pack_array_header(size)
         for pub in pubs:
@@ -79,6 +86,9 @@ def pack(pubs: Sequence[Publication], packer: Any = None) -> bytes:
             put(kind)
             put(key)
             put(pub.strategy or "")
+            cond, version = pub.only_if if pub.only_if is not None else ("", 0)
+            put(cond)
+            put(str(version))
             put(str(len(pub.data)))
             for name, value in pub.data.items():
                 if type(name) is not str:
@@ -89,6 +99,18 @@ def pack(pubs: Sequence[Publication], packer: Any = None) -> bytes:
         return packed
     finally:
         packer.reset()
+
+
+def pack_writes(batch: Batch) -> tuple[bytes, bytes]:
+    """The processor state writes and the index changes of a batch, for publish.lua."""
+    writes: list[str] = []
+    for w in batch.writes:
+        value = orjson.dumps(w.value).decode() if w.value is not None else ""
+        writes += [w.log, w.name, str(w.expect), value]
+    index: list[str] = []
+    for change in batch.index:
+        index += [change.index, change.member, "1" if change.present else "0"]
+    return msgpack.packb(writes, use_bin_type=False), msgpack.packb(index, use_bin_type=False)
 
 
 def _fail(todo: Sequence[Outgoing], error: BaseException) -> None:
@@ -124,7 +146,7 @@ class Publisher:
     def submit(self, batch: Batch) -> Awaitable[list[Event]]:
         """Queue the batch now (its place in the order is fixed by this call)."""
         pubs = batch.pubs
-        if not pubs:
+        if not pubs and not batch.writes and not batch.index:
             return _done([])
         ms = batch.ms
         args: list[Any] = [
@@ -135,6 +157,7 @@ class Publisher:
             batch.ingest_id or "",
             len(pubs),
             pack(pubs, self._packer),
+            *pack_writes(batch),
         ]
         if self._tasks.stopping:
             return _failed(BrokerUnavailable("the Redis broker is stopped"))
@@ -149,7 +172,10 @@ class Publisher:
         events = []
         last: dict[str, Position] = {}
         for i, pub in enumerate(pubs):
-            pos = Position(int(reply[3 * i]), int(reply[3 * i + 1]), int(reply[3 * i + 2]))
+            epoch = int(reply[3 * i])
+            if epoch == 0:  # a conditional tick whose state moved on: left out
+                continue
+            pos = Position(epoch, int(reply[3 * i + 1]), int(reply[3 * i + 2]))
             events.append(Event(pub.type, pub.data, pub.log, pos, ms, key=pub.conflation_key, tick=pub.tick))
             last[pub.log] = pos
         echo = self._echo
@@ -209,6 +235,8 @@ class Publisher:
             elif isinstance(result, ResponseError):
                 if "TICKWIRE_DUPLICATE" in str(result):
                     fut.set_exception(IngestDuplicate(str(result)))
+                elif "TICKWIRE_CONFLICT" in str(result):
+                    fut.set_exception(StateConflict(str(result).removeprefix("TICKWIRE_CONFLICT ")))
                 else:
                     fut.set_exception(self._link.unavailable(result))
             else:

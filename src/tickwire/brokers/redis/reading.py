@@ -13,12 +13,20 @@ import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from tickwire.brokers.base import History, Snapshot
+from tickwire.brokers.base import History, Snapshot, Stored
 from tickwire.brokers.memory import new_epoch
 from tickwire.brokers.redis.scripts import Link
 from tickwire.core.event import Event
 from tickwire.core.ids import Position
 from tickwire.core.log import Reset
+
+
+def stored(raw: bytes | None) -> Stored:
+    """A processor state from its field, "version<TAB>JSON"."""
+    if raw is None:
+        return Stored()
+    version, _, value = raw.partition(b"\t")
+    return Stored(int(version), orjson.loads(value))
 
 
 def position(head: list[Any]) -> Position:
@@ -102,6 +110,27 @@ class Reader:
             return None
         value: dict[str, Any] = orjson.loads(raw)
         return value
+
+    async def load(self, refs: Sequence[tuple[str, str]]) -> list[Stored]:
+        """Processor states, in one round trip."""
+        if not refs:
+            return []
+        keys = self._link.keys
+        try:
+            async with self._link.client.pipeline(transaction=False) as pipe:
+                for log_name, name in refs:
+                    pipe.hget(keys.stored(log_name), name)
+                raws = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._link.unavailable(exc) from None
+        return [stored(raw) for raw in raws]
+
+    async def members(self, index: str) -> set[str]:
+        try:
+            raw = await self._link.client.smembers(self._link.keys.index(index))
+        except (RedisError, OSError) as exc:
+            raise self._link.unavailable(exc) from None
+        return {text(member) for member in raw}
 
     async def strategy_owner(self, strategy_id: str) -> str | None:
         try:

@@ -70,6 +70,13 @@ class Keys:
     def strategy(self, strategy_id: str) -> str:
         return f"{self.prefix}:strategy:{strategy_id}"
 
+    def stored(self, log: str) -> str:
+        """Processor state of a log: field name -> "version<TAB>JSON"."""
+        return f"{self.prefix}:log:{log}:ps"
+
+    def index(self, name: str) -> str:
+        return f"{self.prefix}:index:{name}"
+
 
 @dataclass(frozen=True, slots=True)
 class Script:

@@ -2,7 +2,9 @@
 
 Each answers through the session's outbox: `authenticated`, `subscribed` (with whether
 each stream resumed), `unsubscribed`, `pong`, or an `error` with a code a client can
-switch on (codes.py). A bad token closes the socket with 4001.
+switch on (codes.py). A bad token closes the socket with 4001. A fresh token for the
+same user moves the connection's expiry (SPEC 5: otherwise `auth:expired` and 4001 at the
+token's `exp`).
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class Commands:
             self.session.reply(error(codes.FORBIDDEN, message, command.rid))
             return
         self.principal = found
+        self.conn.authenticated_until(found.expires_at)
+        self.session.writer.timers_changed()
         if current is None:
             self.conn.user = found.user
             self.conn.client_id = self.client_ids.next(found.user, "ws", self.node.clock.wall_ms())

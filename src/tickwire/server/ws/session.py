@@ -63,6 +63,7 @@ class WSSession:
             notify=self.writer.notify,
             ip=driver.peer,
             correlation_id=correlation_id,
+            expires_at=principal.expires_at,
         )
         self.writer.attach(self.conn)
         self.pinger: Pinger | None = None
