@@ -175,9 +175,14 @@ def test_strategy_updates_with_odd_ids_stay_inside_json(own_server: ServerProces
 
 def test_user_ids_and_test_messages_stay_inside_json(own_server: ServerProcess) -> None:
     odd_user = "u\r\nevent: evil\n\ndata: {}"
-    with _stream(own_server, "orders", own_server.token(odd_user), initial=2) as mine:
+    refused = http.get(
+        own_server.url + f"{PREFIX}/orders", headers={"Authorization": f"Bearer {own_server.token(odd_user)}"}
+    )
+    assert refused.status_code == 401  # a user id is never more than A-Z a-z 0-9 . _ @ : -
+    user = uid("plain")
+    with _stream(own_server, "orders", own_server.token(user), initial=2) as mine:
         connected = mine.events[0].json()
-        assert connected["clientId"].startswith(odd_user)
+        assert connected["clientId"].startswith(user)
         message = EVIL[0] + EVIL[1]
         admin = own_server.token(uid("root"), "admin")
         response = http.post(

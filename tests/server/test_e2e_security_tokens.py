@@ -84,6 +84,10 @@ BAD_TOKENS: dict[str, Callable[[], str]] = {
     "no-sub": lambda: jwt.encode(_claims(sub=None), SECRET, algorithm="HS256"),
     "empty-sub": lambda: jwt.encode(_claims(sub=""), SECRET, algorithm="HS256"),
     "numeric-sub": lambda: _craft({"alg": "HS256"}, _claims(sub=12345), SECRET_BYTES),
+    "sub-with-a-line-break": lambda: jwt.encode(_claims(sub="alice\nbob"), SECRET, algorithm="HS256"),
+    "exp-as-a-string": lambda: _craft(
+        {"alg": "HS256"}, {**_claims(), "exp": str(int(time.time()) + 3600)}, SECRET_BYTES
+    ),
     "wrong-secret": lambda: jwt.encode(_claims(), "another-secret-0123456789abcdef0123", algorithm="HS256"),
     "tampered-payload": _tampered,
     "no-signature": lambda: _craft({"alg": "HS256"}, _claims(), None),

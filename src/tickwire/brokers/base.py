@@ -122,6 +122,8 @@ class Batch:
     ingest_id: str | None = None
     writes: Sequence[StateWrite] = ()
     index: Sequence[IndexChange] = ()
+    # The publisher's correlation id: delivered events carry it (Event.trace), for logs.
+    trace: str | None = None
 
 
 class BrokerSink(Protocol):

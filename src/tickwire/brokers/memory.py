@@ -108,6 +108,9 @@ class MemoryBroker(Broker):
                 done.set_exception(StateConflict(f"{write.name} of {write.log} changed since it was read"))
                 return done
         stamped = [self.stamp(pub, batch.ms) for pub in batch.pubs if self._holds(pub)]
+        if batch.trace is not None:
+            for event in stamped:
+                event.trace = batch.trace
         for write in batch.writes:
             self._write(write.log, write.name, write.value, write.expect + 1)
         for change in batch.index:

@@ -113,7 +113,9 @@ class Connection:
 
     def send_event(self, event: Event, frame: bytes, *, replay: bool = False) -> None:
         """Queue the (shared) frame of a stamped event."""
-        self.outbox.put(frame, key=event.key, tick=event.tick, ms=event.ms, replay=replay)
+        outbox = self.outbox
+        outbox.trace = event.trace
+        outbox.put(frame, key=event.key, tick=event.tick, ms=event.ms, replay=replay)
         self.last_activity = self.clock.monotonic()
 
     def send_control(self, type_: str, data: dict[str, Any], stream: str | None = None) -> None:

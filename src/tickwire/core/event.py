@@ -9,6 +9,7 @@ Logs are named here: each user has a log `user:{id}`; any other name is a public
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,8 @@ from tickwire.core.ids import Position, format_id
 Scope = Literal["user", "public"]
 
 USER_LOG_PREFIX = "user:"
+# A user id: what a token's `sub` and a publish's `user` may be (it names a log and a stream).
+USER_ID = re.compile(r"^[A-Za-z0-9._@:-]{1,128}$")
 
 
 def user_log(user_id: str) -> str:
@@ -72,7 +75,7 @@ def iso_timestamp(ms: int) -> str:
 class Event:
     """One stamped event: a log position, an id, a payload and cached wire forms."""
 
-    __slots__ = ("_json", "_wire", "data", "id", "key", "log", "ms", "pos", "tick", "type", "urgent")
+    __slots__ = ("_json", "_wire", "data", "id", "key", "log", "ms", "pos", "tick", "trace", "type", "urgent")
 
     def __init__(
         self,
@@ -94,6 +97,8 @@ class Event:
         self.key = key
         self.tick = tick
         self.urgent = data.get(URGENT_FIELD) is True
+        # The correlation id of the request that published it (live events only), for logs.
+        self.trace: str | None = None
         self._json: bytes | None = None
         self._wire: dict[str, bytes] = {}
 

@@ -77,6 +77,10 @@ class Outbox:
         # Publish time (unix ms) of the oldest event in the pending batch: the
         # transport observes delivery latency once per write, not once per event.
         self.oldest_ms = 0
+        # The publisher's correlation id of the last event queued, and a callback told how
+        # many ticks rule 4 dropped: for the log lines that follow a publish to its clients.
+        self.trace: str | None = None
+        self.on_shed: Callable[[int], None] | None = None
 
     @property
     def pending_bytes(self) -> int:
@@ -126,13 +130,17 @@ class Outbox:
         return True
 
     def _shed(self) -> None:
+        dropped = 0
         for entry in self._entries:
             if entry.tick and entry.alive:
                 entry.alive = False
                 self._bytes -= len(entry.frame)
                 self._events -= 1
-                self.stats.dropped_slow += 1
+                dropped += 1
+        self.stats.dropped_slow += dropped
         self._ticks.clear()
+        if dropped and self.on_shed is not None:
+            self.on_shed(dropped)
         if self._bytes > self.limit_bytes + self._replay_bytes:
             self.close(SLOW_CONSUMER, discard=True)
             self.stats.slow_closes += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -32,6 +33,8 @@ from tickwire.node.sessions import Sessions
 from tickwire.node.sink import NodeSink
 from tickwire.node.timers import Housekeeping
 from tickwire.pipeline import Processor, PublishPipeline, PublishRequest, Validator
+
+log = logging.getLogger("tickwire.node")
 
 
 def make_broker(settings: Settings, clock: Clock | None = None) -> Broker:
@@ -125,16 +128,21 @@ class Node:
                 await task
         await self.broker.stop()
 
-    async def publish(self, requests: Sequence[PublishRequest]) -> list[str | None]:
-        """Publish a validated batch in-process (SPEC 9); the ids of its events, in order."""
-        return await self.pipeline.publish(requests)
+    async def publish(self, requests: Sequence[PublishRequest], trace: str | None = None) -> list[str | None]:
+        """Publish a validated batch in-process (SPEC 9); the ids of its events, in order.
+        `trace` is a correlation id the log lines about these events will carry."""
+        return await self.pipeline.publish(requests, trace=trace)
 
     async def _ingest(self, body: Any, entry_id: str) -> list[str | None]:
         """A publish body from the broker's ingest stream: the same stages as HTTP."""
-        return await self.pipeline.publish_body(body, ingest_id=entry_id)
+        return await self.pipeline.publish_body(body, ingest_id=entry_id, trace=f"ingest:{entry_id}")
 
-    async def broadcast_test(self, message: str) -> int:
+    async def broadcast_test(self, message: str, trace: str | None = None) -> int:
         """`event: test` to every connection of every node (SPEC 2, POST /api/stream/test)."""
         data = {"message": message, "timestamp": iso_timestamp(self.clock.wall_ms())}
         await self.broker.broadcast("test", data)
+        log.debug(
+            "test broadcast",
+            extra={"publish_correlation_id": trace, "connections": len(self.hub.connections)},
+        )
         return len(self.hub.connections)

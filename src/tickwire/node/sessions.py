@@ -96,7 +96,7 @@ class Sessions:
         keeps the user's history while some connection of theirs is open."""
         evicted = self.hub.add_connection(conn)
         for old in evicted:
-            log.info("connection limit: closed oldest connection", extra=_extra(old))
+            log.warning("connection limit: closed oldest connection", extra=_extra(old))
         if conn.user is not None:
             self.broker.connection_opened(conn.user, conn.serial, [c.serial for c in evicted])
         if self.stopping.is_set():  # admitted while the node began to stop: go elsewhere
@@ -139,7 +139,7 @@ class Sessions:
         conn = self.hub.connections.get(serial)
         if conn is not None and not conn.closing:
             self.hub.limit_exceeded(conn)
-            log.info("connection limit (cluster): closed oldest connection", extra=_extra(conn))
+            log.warning("connection limit (cluster): closed oldest connection", extra=_extra(conn))
 
     def watched_logs(self) -> set[str]:
         return {

@@ -3,12 +3,15 @@ the cluster events a shared broker reports."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from tickwire.core.event import Event
 from tickwire.core.hub import Hub
 from tickwire.node.reader import StreamReader
 from tickwire.node.sessions import Sessions
+
+log = logging.getLogger("tickwire.node")
 
 
 class NodeSink:
@@ -20,7 +23,13 @@ class NodeSink:
         self.sessions = sessions
 
     def on_event(self, event: Event) -> None:
-        self.hub.dispatch(event)
+        try:
+            self.hub.dispatch(event)
+        except Exception:  # a bug must cost this event's delivery at most, never the publish
+            log.exception(
+                "delivery failed",
+                extra={"event_id": event.id, "type": event.type, "publish_correlation_id": event.trace},
+            )
         self.reader.wake(event.log)
 
     def on_broadcast(self, type_: str, data: dict[str, Any]) -> None:

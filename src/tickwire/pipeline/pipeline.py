@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -36,6 +37,9 @@ from tickwire.pipeline.validate import PublishRequest, Validator
 
 # Derivations of one batch before giving up on state other nodes keep changing.
 MAX_ATTEMPTS = 8
+MAX_LOGGED_IDS = 100  # a "published" line names at most this many ids (and says how many)
+
+log = logging.getLogger("tickwire.publish")
 
 
 class PublishPipeline:
@@ -54,18 +58,33 @@ class PublishPipeline:
         self.metrics = metrics or Metrics()
         self._locks = RefLocks()
 
-    async def publish_body(self, body: Any, *, ingest_id: str | None = None) -> list[str | None]:
+    async def publish_body(
+        self, body: Any, *, ingest_id: str | None = None, trace: str | None = None
+    ) -> list[str | None]:
         """Validate a POST /api/publish body (or an ingest entry's) and publish it."""
-        return await self.publish(self.validator.parse_body(body), ingest_id=ingest_id)
+        return await self.publish(self.validator.parse_body(body), ingest_id=ingest_id, trace=trace)
 
     async def publish(
-        self, requests: Sequence[PublishRequest], *, ingest_id: str | None = None
+        self, requests: Sequence[PublishRequest], *, ingest_id: str | None = None, trace: str | None = None
     ) -> list[str | None]:
-        """Stamp a validated batch atomically; the ids of the requested events, in order."""
+        """Stamp a validated batch atomically; the ids of the requested events, in order.
+        `trace` (the publisher's correlation id) goes with the events into every log line
+        about them."""
+        ids = await self._publish(requests, ingest_id, trace)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "published",
+                extra={"publish_correlation_id": trace, "events": len(ids), "ids": ids[:MAX_LOGGED_IDS]},
+            )
+        return ids
+
+    async def _publish(
+        self, requests: Sequence[PublishRequest], ingest_id: str | None, trace: str | None
+    ) -> list[str | None]:
         drafts = self._drafts(requests, self.clock.wall_ms())
         refs = sorted({ref for d in drafts for p in self.processors for ref in p.reads(d)})
         if not refs:  # nothing to read: derive and submit without awaiting anything first
-            return await self._stamp(requests, drafts, StateView({}), ingest_id)
+            return await self._stamp(drafts, StateView({}), ingest_id, trace)
         async with self._locks.hold(refs):  # this node's publishes of one state take turns
             for attempt in range(MAX_ATTEMPTS):
                 if attempt:
@@ -73,19 +92,19 @@ class PublishPipeline:
                     await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # other nodes: spread out
                 view = StateView(dict(zip(refs, await self.broker.load(refs), strict=True)))
                 try:
-                    return await self._stamp(requests, drafts, view, ingest_id)
+                    return await self._stamp(drafts, view, ingest_id, trace)
                 except StateConflict:
                     continue  # another node changed that state since it was read: derive again
         raise BrokerUnavailable(f"the batch's state kept changing under it: {MAX_ATTEMPTS} attempts failed")
 
     async def _stamp(
-        self, requests: Sequence[PublishRequest], drafts: list[Draft], view: StateView, ingest_id: str | None
+        self, drafts: list[Draft], view: StateView, ingest_id: str | None, trace: str | None
     ) -> list[str | None]:
         pubs, owned = self._derive_all(drafts, view)
         ms = drafts[0].ms if drafts else self.clock.wall_ms()
-        events = await self.broker.submit(Batch(pubs, ms, ingest_id, view.writes, view.index))
+        events = await self.broker.submit(Batch(pubs, ms, ingest_id, view.writes, view.index, trace))
         self._count(events)
-        await self._follow_up(events)
+        await self._follow_up(events, trace)
         return [events[i].id for i in owned]
 
     def _drafts(self, requests: Sequence[PublishRequest], ms: int) -> list[Draft]:
@@ -115,14 +134,14 @@ class PublishPipeline:
                 raise PublishError(str(exc), index) from None
         return derived
 
-    async def _follow_up(self, events: Sequence[Event]) -> None:
+    async def _follow_up(self, events: Sequence[Event], trace: str | None) -> None:
         follow = FollowUp()
         for processor in self.processors:
             more = await processor.after(events)
             if more:
                 follow.pubs += more.pubs
                 follow.index += more.index
-        await self._publish_follow_up(follow)
+        await self._publish_follow_up(follow, trace)
 
     async def publish_due(self) -> int:
         """Publish what the processors held back and released now (one batch); how many."""
@@ -134,10 +153,11 @@ class PublishPipeline:
                 follow.index += more.index
         return await self._publish_follow_up(follow)
 
-    async def _publish_follow_up(self, follow: FollowUp) -> int:
+    async def _publish_follow_up(self, follow: FollowUp, trace: str | None = None) -> int:
         if not follow:
             return 0
-        events = await self.broker.submit(Batch(follow.pubs, self.clock.wall_ms(), index=follow.index))
+        batch = Batch(follow.pubs, self.clock.wall_ms(), index=follow.index, trace=trace)
+        events = await self.broker.submit(batch)
         self._count(events)
         return len(events)
 

@@ -9,16 +9,14 @@ types' declarations (`EventType`: required ids, numbers, choices), not from code
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tickwire.core.event import EventType
+from tickwire.core.event import USER_ID, EventType
 from tickwire.domain.catalog import EVENT_TYPES
 from tickwire.errors import PublishError
 
-USER_PATTERN = re.compile(r"^[A-Za-z0-9._@:-]{1,128}$")
 _ALLOWED_FIELDS = frozenset({"type", "user", "data"})
 
 
@@ -72,7 +70,7 @@ class Validator:
 
 def _user(spec: EventType, user: Any, index: int | None) -> str | None:
     if spec.scope == "user":
-        if not isinstance(user, str) or not USER_PATTERN.match(user):
+        if not isinstance(user, str) or not USER_ID.match(user):
             raise PublishError(
                 f"{spec.name} is a user event: `user` must be a user id (1-128 of A-Z a-z 0-9 . _ @ : -)",
                 index,

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import jwt
 
 from tickwire.config import Settings
+from tickwire.core.event import USER_ID
 from tickwire.core.streams import ANONYMOUS, Principal
 
 ROLES = frozenset({"admin", "publisher"})
@@ -42,17 +43,16 @@ def verify_token(secret: str, token: str) -> Principal | None:
     except jwt.PyJWTError:
         return None
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > 128:
+    if not isinstance(sub, str) or not USER_ID.match(sub):  # it names the user's log and streams
         return None
     roles = claims.get("roles", [])
     if not isinstance(roles, list):
         return None
-    try:
-        expires_at = float(claims["exp"])  # required, and a number PyJWT found in the future
-    except (TypeError, ValueError):
+    expires_at = claims["exp"]  # required; PyJWT also takes a numeric string: RFC 7519 says a number
+    if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
         return None
     return Principal(
-        sub, frozenset(r for r in roles if isinstance(r, str) and r in ROLES), expires_at=expires_at
+        sub, frozenset(r for r in roles if isinstance(r, str) and r in ROLES), expires_at=float(expires_at)
     )
 
 

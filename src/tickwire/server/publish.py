@@ -54,7 +54,7 @@ async def publish_endpoint(request: Request) -> Response:
         return auth
     try:
         body = await read_json(request, node.settings.max_body)
-        ids = await node.pipeline.publish_body(body)
+        ids = await node.pipeline.publish_body(body, trace=request.state.correlation_id)
     except Refused as exc:
         return _refused(request, node, exc)
     except PublishError as exc:
@@ -78,7 +78,7 @@ async def test_endpoint(request: Request) -> Response:
         message = await _test_message(request, node.settings.max_body)
     except Refused as exc:
         return _refused(request, node, exc)
-    clients = await node.broadcast_test(message)
+    clients = await node.broadcast_test(message, trace=request.state.correlation_id)
     return json_response(request, {"sent": True, "clients": clients}, METHODS)
 
 

@@ -18,6 +18,7 @@ outbox overflows is aborted (`abort`): the task stops waiting for it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
@@ -28,6 +29,8 @@ from tickwire.core.outbox import Outbox
 from tickwire.drivers.base import Driver, PeerGone
 from tickwire.metrics import FastHistogram
 from tickwire.server.streaming import Flusher, Waker
+
+log = logging.getLogger("tickwire.writer")
 
 
 class Timer(Protocol):
@@ -85,6 +88,7 @@ class Writer:
     def attach(self, conn: Connection) -> None:
         self.conn = conn
         conn.outbox.on_abort = self.abort
+        conn.outbox.on_shed = self._shed
 
     def notify(self) -> None:
         """The outbox became non-empty (or closed)."""
@@ -189,8 +193,24 @@ class Writer:
         looks at them again instead of sleeping until the old one."""
         self.waker.wake()
 
+    def _shed(self, dropped: int) -> None:
+        """The outbox dropped ticks its client did not read in time (slow consumer, rule 4)."""
+        log.warning("slow consumer: dropped unsent ticks", extra={**self._log_extra(), "dropped": dropped})
+
+    def _log_extra(self) -> dict[str, object]:
+        conn = self.conn
+        if conn is None:
+            return {}
+        return {
+            "client_id": conn.client_id,
+            "correlation_id": conn.correlation_id,
+            "user": conn.user,
+            "publish_correlation_id": conn.outbox.trace,  # the publish of the last event queued
+        }
+
     def abort(self) -> None:
         """The outbox gave up on its client (slow consumer): stop waiting for the socket."""
+        log.warning("slow consumer: connection closed", extra=self._log_extra())
         self._aborted = True
         self.driver.abort()
         task = self._task
@@ -207,5 +227,6 @@ class Writer:
         (see server.gcpolicy)."""
         if self.conn is not None:
             self.conn.outbox.on_abort = None
+            self.conn.outbox.on_shed = None
         self.conn = None
         self.waker.close()

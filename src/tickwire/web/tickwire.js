@@ -10,6 +10,7 @@ export const EVENT_TYPES = [
   "connected",
   "stream:reset",
   "connection:limit",
+  "auth:expired",
   "test",
   "order:update",
   "order:fill",

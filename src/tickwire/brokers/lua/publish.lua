@@ -10,7 +10,8 @@
 --       only_if name ("" = unconditional), only_if version,
 --       npairs, then npairs x (key JSON, value JSON): the top-level fields of `data`;
 --       writes: MessagePack array, per processor state written: log, name, expected version,
---       value JSON ("" deletes); index: MessagePack array, per change: set, member, "1"/"0".
+--       value JSON ("" deletes); index: MessagePack array, per change: set, member, "1"/"0";
+--       trace: the publisher's correlation id ("" = none), passed on in the message.
 -- Returns epoch, offset, tick per event (flat; 0, 0, 0 for a conditional tick left out), or
 -- the error TICKWIRE_CONFLICT (nothing written) when a write's state moved on.
 
@@ -27,6 +28,7 @@ local count = tonumber(ARGV[11])
 local B = cmsgpack.unpack(ARGV[12])
 local W = cmsgpack.unpack(ARGV[13])
 local X = cmsgpack.unpack(ARGV[14])
+local trace = ARGV[15] or ''
 
 -- Processor state: one hash per log, field name -> "version<TAB>JSON".
 local function stored_version(log, name)
@@ -255,5 +257,9 @@ for _, m in ipairs(touched) do
   end
 end
 
-redis.call('PUBLISH', P .. ':events', '{"v":1,"events":[' .. table.concat(parts, ',') .. ']}')
+local head = '{"v":1,'
+if trace ~= '' then
+  head = head .. '"c":' .. cjson.encode(trace) .. ','
+end
+redis.call('PUBLISH', P .. ':events', head .. '"events":[' .. table.concat(parts, ',') .. ']}')
 return reply

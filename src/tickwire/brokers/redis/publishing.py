@@ -158,15 +158,16 @@ class Publisher:
             len(pubs),
             pack(pubs, self._packer),
             *pack_writes(batch),
+            batch.trace or "",
         ]
         if self._tasks.stopping:
             return _failed(BrokerUnavailable("the Redis broker is stopped"))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._outgoing.put_nowait((args, fut))
-        return self._stamped(pubs, ms, fut)
+        return self._stamped(pubs, ms, fut, batch.trace)
 
     async def _stamped(
-        self, pubs: Sequence[Publication], ms: int, reply_fut: asyncio.Future[Any]
+        self, pubs: Sequence[Publication], ms: int, reply_fut: asyncio.Future[Any], trace: str | None = None
     ) -> list[Event]:
         reply = await reply_fut
         events = []
@@ -176,7 +177,9 @@ class Publisher:
             if epoch == 0:  # a conditional tick whose state moved on: left out
                 continue
             pos = Position(epoch, int(reply[3 * i + 1]), int(reply[3 * i + 2]))
-            events.append(Event(pub.type, pub.data, pub.log, pos, ms, key=pub.conflation_key, tick=pub.tick))
+            event = Event(pub.type, pub.data, pub.log, pos, ms, key=pub.conflation_key, tick=pub.tick)
+            event.trace = trace
+            events.append(event)
             last[pub.log] = pos
         echo = self._echo
         if echo.subscribed:  # the publisher sees its own events delivered before it returns

@@ -128,16 +128,18 @@ class Subscription:
                 log.exception("could not handle a Redis message")
 
     def on_batch(self, payload: bytes) -> None:
-        """A `{p}:events` message: `{"v":1,"events":[[log, epoch, offset, tick, ms, type,
-        isTick, kind|null, key|null, data], ...]}` (docs/redis.md), each event accepted."""
+        """A `{p}:events` message: `{"v":1,"c":trace?,"events":[[log, epoch, offset, tick, ms,
+        type, isTick, kind|null, key|null, data], ...]}` (docs/redis.md), each event accepted."""
         accept = self._accept
-        for log_name, epoch, offset, tick, ms, type_, is_tick, kind, key, data in orjson.loads(payload)[
-            "events"
-        ]:
+        batch = orjson.loads(payload)
+        trace = batch.get("c")
+        for log_name, epoch, offset, tick, ms, type_, is_tick, kind, key, data in batch["events"]:
             ckey = f"{log_name}|{kind}|{key}" if kind is not None else None
-            accept(
-                Event(type_, data, log_name, Position(epoch, offset, tick), ms, key=ckey, tick=bool(is_tick))
+            event = Event(
+                type_, data, log_name, Position(epoch, offset, tick), ms, key=ckey, tick=bool(is_tick)
             )
+            event.trace = trace
+            accept(event)
 
     def on_control(self, payload: bytes) -> None:
         msg = orjson.loads(payload)
