@@ -82,7 +82,11 @@ def main() -> None:
         for done in range(args.step, args.users + 1, args.step):
             for first in range(done - args.step, done, BATCH):
                 body = [
-                    {"type": "order:update", "user": f"m{n}", "data": {"orderId": "o1", "symbol": "AAPL", "qty": 1}}
+                    {
+                        "type": "order:update",
+                        "user": f"m{n}",
+                        "data": {"orderId": "o1", "symbol": "AAPL", "qty": 1},
+                    }
                     for n in range(first, first + BATCH)
                 ]
                 post(f"{base}/api/publish", body, token)

@@ -50,6 +50,7 @@ def tickwire_env(src: Path, port: int, secret: str) -> dict[str, str]:
             "TICKWIRE_CONNECT_RATE": "0",
             "TICKWIRE_THROTTLE_MS": "0",
             "TICKWIRE_LOG_LEVEL": "warning",
+            "TICKWIRE_MAX_CONNS_PER_IP": "0",  # every load generator connection comes from 127.0.0.1
         }
     )
     return env

@@ -139,3 +139,27 @@ def test_tail_reports_http_errors(server: ServerProcess) -> None:
     out = tickwire("tail", f"{server.url}/api/stream/orders", "--max-events", "1")
     assert out.returncode == 1
     assert "HTTP 401" in out.stderr
+
+
+def test_serve_bounds_request_heads_and_connections_per_ip_from_the_settings() -> None:
+    """`tickwire serve` runs uvicorn with drivers/uvicorn_http.py's protocol, bound by the settings
+    (defaults: 32 KiB heads, 10 s to send one, 1000 connections per IP)."""
+    from tickwire.cli import _http_protocol
+    from tickwire.config import load_settings
+    from tickwire.drivers.uvicorn_http import TickwireHTTPProtocol
+
+    defaults = _http_protocol(load_settings(env={"TICKWIRE_SECRET": SECRET}))
+    assert isinstance(defaults, type) and issubclass(defaults, TickwireHTTPProtocol)
+    guard = defaults.guard
+    assert (guard.max_head_bytes, guard.head_timeout_s, guard.max_conns_per_ip) == (32768, 10.0, 1000)
+    env = {
+        "TICKWIRE_SECRET": SECRET,
+        "TICKWIRE_MAX_HEADER_BYTES": "4096",
+        "TICKWIRE_HEADER_TIMEOUT_S": "2.5",
+        "TICKWIRE_MAX_CONNS_PER_IP": "0",
+    }
+    configured = _http_protocol(load_settings(env=env))
+    assert isinstance(configured, type) and issubclass(configured, TickwireHTTPProtocol)
+    assert (configured.guard.max_head_bytes, configured.guard.head_timeout_s) == (4096, 2.5)
+    assert configured.guard.max_conns_per_ip == 0
+    assert defaults.guard is not configured.guard  # one guard per server

@@ -71,12 +71,13 @@ def serve(config: str | None, replay: str | None, **flags: Any) -> None:
     else:
         app = create_app(settings)
     app.state.on_startup.append(_gc_policy)
+    rejected = app.state.node.metrics.rejected
     uv_config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=_http_protocol(settings, lambda reason: rejected.labels(reason).inc()),
         ws=uvicorn_ws_protocol(),
         ws_max_size=PROTOCOL_MAX_SIZE,
         ws_ping_interval=None,  # the app sends its own ping frames (server/ws.py)
@@ -90,6 +91,20 @@ def serve(config: str | None, replay: str | None, **flags: Any) -> None:
     )
     _announce(settings)
     _handing_over(uv_config, app.state.close_connections).run()
+
+
+def _http_protocol(settings: Settings, on_refused: Callable[[str], None] | None = None) -> Any:
+    """uvicorn's HTTP protocol with the bounds of `settings` on request heads (size, time)
+    and on open connections per client IP (drivers/uvicorn_http.py)."""
+    from tickwire.drivers.uvicorn_http import ConnectionGuard, uvicorn_http_protocol
+
+    guard = ConnectionGuard(
+        max_head_bytes=settings.max_header_bytes,
+        head_timeout_s=settings.header_timeout_s,
+        max_conns_per_ip=settings.max_conns_per_ip,
+        on_refused=on_refused,
+    )
+    return uvicorn_http_protocol(guard)
 
 
 def _handing_over(config: Any, close_connections: Callable[[], Awaitable[int]]) -> Any:
@@ -131,6 +146,7 @@ def _serve_replay(path: str, config: str | None, overrides: dict[str, Any]) -> N
         app,
         host=settings.host,
         port=settings.port,
+        http=_http_protocol(settings),
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=1,  # open streams only wait for keepalives: do not wait for them

@@ -66,6 +66,27 @@ class Settings(BaseModel):
         "is forgotten (their next resume gets stream:reset)",
     )
     max_query: int = Field(4096, ge=256, description="longest accepted query string, bytes")
+    # Connection limits of `tickwire serve` (drivers/uvicorn_http.py); a host server that
+    # mounts the app applies its own.
+    max_header_bytes: int = Field(
+        32_768,
+        ge=1024,
+        le=1_048_576,
+        description="largest request head (request line and headers), bytes; beyond: 431, then close",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="a connection that has not sent a complete request head this long after it opened "
+        "(or after the first byte of its next request) is closed",
+    )
+    max_conns_per_ip: int = Field(
+        1000,
+        ge=0,
+        description="open TCP connections per client IP (WebSockets and streams included), 0 = no cap; "
+        "beyond, a new connection is closed as soon as it is accepted",
+    )
     shutdown_grace_s: float = Field(
         2.0,
         ge=0,
@@ -82,6 +103,16 @@ class Settings(BaseModel):
     poll_max_limit: int = Field(1000, ge=1, le=100_000, description="largest `limit` of a poll")
     poll_max_wait_s: float = Field(30.0, ge=0, le=600, description="longest `wait` of a long-poll")
     publish_max_batch: int = Field(1000, ge=1, le=100_000, description="events per publish batch")
+    max_depth: int = Field(
+        32, ge=2, le=200, description="deepest nesting of objects and lists in a published payload"
+    )
+    max_string: int = Field(65_536, ge=256, description="longest string in a published payload, characters")
+    max_items: int = Field(
+        10_000, ge=16, description="most fields of an object or items of a list in a payload"
+    )
+    strip_fields: tuple[str, ...] = Field(
+        (), description="payload keys removed from every event, at any depth (internal identifiers)"
+    )
     ws_max_message_bytes: int = Field(
         64 * 1024, ge=1024, le=1 << 20, description="largest WebSocket message from a client (1008 beyond)"
     )
@@ -97,7 +128,7 @@ class Settings(BaseModel):
     )
     log_level: str = Field("info", description="debug, info, warning or error")
 
-    @field_validator("cors_origins", "demo_symbols", mode="before")
+    @field_validator("cors_origins", "demo_symbols", "strip_fields", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -192,11 +223,15 @@ def load_settings(
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not UTF-8
+        raise ConfigError(f"config file {path} cannot be read as UTF-8 text: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"config file {path} nests collections too deeply") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

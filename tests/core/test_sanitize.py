@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from tickwire.core.sanitize import REDACTED, mask_pii, sanitize
+from tickwire.core.sanitize import REDACTED, PayloadError, PayloadRules, mask_pii, redact
+
+sanitize = PayloadRules().clean
 
 
 @pytest.mark.parametrize(
@@ -23,6 +25,14 @@ from tickwire.core.sanitize import REDACTED, mask_pii, sanitize
         "awsCredentials",
         "privateKey",
         "private_key",
+        "secretKey",
+        "APCA-API-SECRET-KEY",
+        "pwd",
+        "sessionToken",
+        "sessionTokens",
+        "api.key",
+        "aws_secret_access_key",
+        "passphrase",
     ],
 )
 def test_secret_keys_are_redacted(key: str) -> None:
@@ -53,3 +63,48 @@ def test_pii_is_masked_in_log_text_but_ids_and_times_are_kept() -> None:
     assert "bob.smith" not in masked and "b***@example.com" in masked
     assert "415 555" not in masked
     assert "2026-01-02T10:30:00Z" in masked and "1735819800000-3kf9a" in masked
+
+
+def _nested(depth: int, leaf: dict[str, object]) -> dict[str, object]:
+    data: dict[str, object] = leaf
+    for _ in range(depth - 1):
+        data = {"n": data}
+    return data
+
+
+def test_redaction_reaches_depth_100() -> None:
+    deep = _nested(100, {"apiKey": "AKIA", "keep": 1})
+    for cleaned in (redact(deep), PayloadRules(max_depth=200).clean(deep)):
+        node = cleaned
+        for _ in range(99):
+            node = node["n"]
+        assert node == {"apiKey": REDACTED, "keep": 1}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_nested(33, {"x": 1}), "deeper than 32"),
+        ({"a": [[[[1]]]]}, None),
+        ({"s": "x" * 65_537}, "at most 65536"),
+        ({"l": list(range(10_001))}, "at most 10000"),
+        ({"big": 2**64}, "beyond 64 bits"),
+        ({1: "x"}, "not a string"),
+        ({"obj": object()}, "not a JSON value"),
+    ],
+)
+def test_payloads_outside_the_bounds_are_refused_saying_where(
+    data: dict[str, object], message: str | None
+) -> None:
+    if message is None:
+        assert PayloadRules().clean(data) is data
+        return
+    with pytest.raises(PayloadError, match=message):
+        PayloadRules().clean(data)
+
+
+def test_stripped_fields_go_at_any_depth_and_the_rest_stays() -> None:
+    rules = PayloadRules(strip=["internalId", "_trace"])
+    data = {"a": 1, "internalId": 7, "x": [{"internalId": 8, "b": 2}], "y": {"_trace": "t", "c": 3}}
+    assert rules.clean(data) == {"a": 1, "x": [{"b": 2}], "y": {"c": 3}}
+    assert data["internalId"] == 7  # the publisher's object is not changed

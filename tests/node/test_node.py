@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from tickwire.brokers.base import Publication
 from tickwire.config import load_settings
 from tickwire.core.clock import FakeClock
 from tickwire.core.connection import Connection
@@ -146,5 +147,55 @@ def test_long_poll_returns_when_an_event_arrives() -> None:
         await task
         assert [e["data"]["state"] for e in body["events"]] == ["stopped"]
         assert body["lastEventId"] == body["events"][0]["id"]
+
+    run(body)
+
+
+def _deep(depth: int) -> dict[str, Any]:
+    data: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        data = {"n": data}
+    return data
+
+
+def test_a_state_entry_that_cannot_be_encoded_is_left_out_of_snapshots_not_the_rest() -> None:
+    async def body(node: Node, clock: FakeClock) -> None:
+        await node.publish([PublishRequest("order:update", {"orderId": "ok", "symbol": "A"}, "u")])
+        # An entry kept before payloads were bounded (straight into the broker): orjson
+        # cannot encode 300 levels, so it would break every snapshot that holds it.
+        await node.broker.publish(
+            [
+                Publication(
+                    "order:update", {"orderId": "bad", "x": _deep(300)}, "user:u", state=("orders", "bad")
+                )
+            ],
+            clock.wall_ms(),
+        )
+        conn = connection(node, "u")
+        node.sessions.register(conn)
+        await node.sessions.attach(conn, resolve_stream("orders", {}, Principal("u")), None)
+        ((kind, snapshot),) = events(conn)
+        assert kind == "order:update" and [o["orderId"] for o in snapshot["orders"]] == ["ok"]
+
+    run(body)
+
+
+def test_a_failing_dispatch_costs_that_event_only_never_the_rest_of_its_batch() -> None:
+    async def body(node: Node, clock: FakeClock) -> None:
+        conn = connection(node, "u")
+        node.sessions.register(conn)
+        await node.sessions.attach(conn, resolve_stream("alerts", {}, Principal("u")), None)
+        conn.outbox.drain()
+        dispatch = node.hub.dispatch
+
+        def failing(event: Any) -> int:  # the test hook: the second event's fan-out breaks
+            if event.data.get("message") == "m2":
+                raise RuntimeError("fan-out failed")
+            return dispatch(event)
+
+        node.hub.dispatch = failing  # type: ignore[method-assign]
+        ids = await node.publish([alert("u", 1), alert("u", 2), alert("u", 3)])
+        assert len(ids) == 3
+        assert [d["message"] for _, d in events(conn)] == ["m1", "m3"]
 
     run(body)

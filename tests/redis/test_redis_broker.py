@@ -290,7 +290,7 @@ def test_history_expires_only_when_no_node_holds_a_connection(redis_server: Redi
         await a.start(Sink())
         await b.start(Sink())
         client = redis.Redis(port=redis_server.port)
-        key = f"{prefix}:log:user:u:events"
+        key = f"{prefix}:log:{{user:u}}:events"
         try:
             await a.publish([alert("u", 0)], 1)  # nobody connected: the countdown starts
             assert 0 < client.pttl(key) <= 60_000
@@ -323,7 +323,7 @@ def test_a_silent_node_is_buried_and_its_connections_stop_counting(
         await a.start(Sink())
         await b.start(Sink())
         client = redis.Redis(port=redis_server.port)
-        nodes, presence = f"{prefix}:nodes", f"{prefix}:presence:u"
+        nodes, presence = f"{prefix}:nodes", f"{prefix}:presence:{{u}}"
         try:
             await wait_for(lambda: a.presence.beats >= 1 and b.presence.beats >= 1)
             b.connection_opened("u", 1)

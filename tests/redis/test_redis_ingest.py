@@ -254,7 +254,7 @@ def test_entries_that_cannot_be_published_are_answered_recorded_and_skipped(
             return await publisher(broker)(body, entry_id)
 
         ingest = Ingest(broker.link, broker.tasks, handle, node_id=broker.node_id)
-        reply = f"{prefix}:reply"
+        reply = f"{prefix}:reply:r1"
         invalid = add(client, prefix, {"type": "alert:new", "data": {"message": "no user"}}, reply)
         client.xadd(f"{prefix}:ingest", {"event": b"{not json", "reply": reply})
         client.xadd(f"{prefix}:ingest", {"reply": reply})
@@ -275,6 +275,68 @@ def test_entries_that_cannot_be_published_are_answered_recorded_and_skipped(
     run_with_broker(redis_server, body)
 
 
+def test_a_reply_that_is_not_a_reply_list_of_the_deployment_changes_no_key(redis_server: RedisServer) -> None:
+    """`reply` cannot touch another key: another application's, another deployment's, one of
+    the layout (a strategy's owner), or a reply name already holding something else; the
+    entry naming one that is not `<prefix>:reply:<token>` is refused and recorded."""
+
+    async def body(broker: RedisBroker, sink: Sink, client: redis.Redis, prefix: str) -> None:
+        ingest = Ingest(broker.link, broker.tasks, publisher(broker), node_id=broker.node_id)
+        strategy = Publication("strategy:update", {"strategyId": "s1"}, "user:owner", strategy="s1")
+        await broker.submit(Batch([strategy], 1))
+        strategy_key = broker.link.keys.strategy("s1")
+        other_app, other_deployment, taken = (
+            "otherapp:session:42",
+            f"x{prefix}:reply:1",
+            f"{prefix}:reply:taken",
+        )
+        client.set(other_app, "keep", px=3_600_000)
+        client.rpush(other_deployment, "theirs")
+        client.pexpire(other_deployment, 3_600_000)
+        client.set(taken, "not a list", px=3_600_000)  # a reply name, but not a list
+        protected = (other_app, other_deployment, strategy_key, taken)
+        before = {key: (client.dump(key), client.pttl(key)) for key in protected}
+        assert all(ttl > 3_000_000 for _, ttl in before.values())
+        refused_keys = [
+            other_app,
+            other_deployment,
+            strategy_key,
+            f"{prefix}:reply:",
+            f"{prefix}:reply:a:b",
+            f"{prefix}:reply:{'x' * 65}",
+            f"{prefix}:reply:ok\n",
+            f"{prefix}:reply:{{x}}",
+        ]
+        refused = [add(client, prefix, entry(f"refused {i}"), key) for i, key in enumerate(refused_keys)]
+        add(client, prefix, entry("published, not answered"), taken)
+        add(client, prefix, entry("no answer wanted"), "")  # an empty `reply` is none
+        ok = f"{prefix}:reply:Az09._-"
+        last = add(client, prefix, entry("answered"), ok)
+        assert await ingest.read_once(block_ms=None) == len(refused_keys) + 3
+        for key in protected:
+            dump, ttl = before[key]
+            assert client.dump(key) == dump, key
+            assert ttl - 60_000 < client.pttl(key) <= ttl, key  # not the reply TTL (60 s)
+        assert client.get(strategy_key) == b"owner"
+        assert [e.data.get("message") for e in sink.events[1:]] == [
+            "published, not answered",
+            "no answer wanted",
+            "answered",
+        ]
+        assert answers(client, ok) == [{"ids": [sink.events[-1].id]}]
+        errors = client.xrange(f"{prefix}:ingest:errors")
+        assert [e[1][b"entry"].decode() for e in errors] == refused
+        assert all(b"`reply` must be a key" in e[1][b"error"] for e in errors)
+        assert [e[1][b"reply"].decode() for e in errors] == refused_keys
+        assert client.get(f"{prefix}:ingest:cursor") == last.encode()  # past all of them
+        for key in (*refused_keys, taken):  # the script checks the key on its own too
+            assert await broker.link.run("ingest_reply", [key, b"{}", 60_000]) == 0
+        for key in protected:
+            assert client.dump(key) == before[key][0] and client.pttl(key) > 60_000, key
+
+    run_with_broker(redis_server, body)
+
+
 def test_an_entry_is_read_again_when_the_broker_was_unavailable(redis_server: RedisServer) -> None:
     async def body(broker: RedisBroker, sink: Sink, client: redis.Redis, prefix: str) -> None:
         calls: list[str] = []
@@ -286,7 +348,7 @@ def test_an_entry_is_read_again_when_the_broker_was_unavailable(redis_server: Re
             return await publisher(broker)(body, entry_id)
 
         ingest = Ingest(broker.link, broker.tasks, flaky, node_id=broker.node_id)
-        reply = f"{prefix}:reply"
+        reply = f"{prefix}:reply:r1"
         first = add(client, prefix, entry("m0"), reply)
         with pytest.raises(BrokerUnavailable):
             await ingest.read_once(block_ms=None)
@@ -306,7 +368,7 @@ def test_a_started_broker_with_a_handler_runs_the_ingest_loop(redis_server: Redi
         await broker.start(sink, ingest=publisher(broker))
         client = redis.Redis(port=redis_server.port)
         try:
-            reply = f"{prefix}:reply"
+            reply = f"{prefix}:reply:r1"
             add(client, prefix, entry("hello"), reply)
             answer = await broker.link.client.blpop([reply], timeout=5)  # what a service does
             assert answer is not None

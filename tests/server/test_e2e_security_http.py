@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
+from websockets.sync.client import connect
+from websockets.typing import Origin, Subprotocol
 
 from support.e2e import alert, get, http, open_stream, post_publish, uid
+from support.e2e_client import SSEClient
 from support.servers import ServerProcess
 
 LISTED = "https://app.example"
@@ -86,6 +90,45 @@ def test_an_untrusted_peer_cannot_choose_the_scheme(untrusting_demo_server: Serv
     _, attributes = _cookie_attributes(_login(untrusting_demo_server, {"X-Forwarded-Proto": "https"}))
     assert "secure" not in attributes
     assert "httponly" in attributes
+
+
+def test_the_page_flow_works_with_the_cookie_alone(demo_server: ServerProcess) -> None:
+    """What the demo page does, over real sockets: log in (the answer holds no token), stream
+    and trade with the HttpOnly cookie only, from the page's origin, with JSON requests."""
+    page = demo_server.url
+    with httpx.Client(base_url=page, headers={"Origin": page}, timeout=10) as browser:
+        login = browser.post("/api/login", json={"user": "alice"})
+        assert login.status_code == 200, login.text
+        assert login.json() == {"userId": "alice", "roles": [], "strategies": ["momentum-alice"]}
+        token = browser.cookies["session"]
+        assert token not in login.text
+        cookie = f"session={token}"
+        with SSEClient(page, "/api/stream/orders", cookie=cookie) as stream:
+            assert stream.status == 200
+        with connect(
+            f"ws://127.0.0.1:{demo_server.port}/api/stream/ws",
+            additional_headers={"Cookie": cookie},
+            origin=Origin(page),
+            subprotocols=[Subprotocol("tickwire.json")],
+            proxy=None,
+            open_timeout=5,
+        ) as ws:  # the page's WebSocket: same origin, the cookie authenticates the handshake
+            ws.send(
+                orjson.dumps({"type": "subscribe", "rid": "1", "streams": [{"stream": "orders"}]}).decode()
+            )
+            answers = [orjson.loads(ws.recv(timeout=5)) for _ in range(2)]
+            assert answers[-1] == {
+                "type": "subscribed",
+                "rid": "1",
+                "streams": [{"stream": "orders", "recovered": True}],
+            }
+        json = {"Content-Type": "application/json"}
+        order = {"symbol": "AAPL", "side": "buy", "qty": 1, "type": "limit", "limitPrice": 1}
+        created = browser.post("/api/orders", json=order)
+        assert created.status_code == 201, created.text
+        cancel = browser.request("DELETE", f"/api/orders/{created.json()['orderId']}", headers=json)
+        assert cancel.status_code == 200, cancel.text
+        assert browser.post("/api/logout", headers=json).status_code == 200
 
 
 # -- CORS -------------------------------------------------------------------------------------------------

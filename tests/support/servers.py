@@ -36,6 +36,7 @@ class ServerProcess:
             "TICKWIRE_PORT": str(self.port),
             "TICKWIRE_HOST": "127.0.0.1",
             "TICKWIRE_CONNECT_RATE": "0",
+            "TICKWIRE_MAX_CONNS_PER_IP": "0",  # every test client is 127.0.0.1; some open 1000+
             "TICKWIRE_LOG_LEVEL": "warning",
             **(env or {}),
         }

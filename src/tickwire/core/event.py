@@ -51,6 +51,8 @@ class EventType:
     # Fields that, when present, must be finite numbers (and not negative, for `non_negative`).
     numbers: tuple[str, ...] = ()
     non_negative: frozenset[str] = frozenset()
+    # Fields that, when present, must be strings (names, keys, statuses).
+    texts: tuple[str, ...] = ()
     # Fields that, when present, must be one of the listed strings.
     choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # Fields added when the publisher leaves them out.

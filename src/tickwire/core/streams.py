@@ -9,6 +9,10 @@ A definition can narrow its stream in three ways, each named by the definition:
 - `key_field` + `key_param`: only some keys of its keyed state (`?symbols=A,B`);
 - `owner_param`: another user's log (`?userId=U`), allowed to that user and to admins;
 - `item_field`: one item named in the path (`strategies/{id}`), owned by a user.
+
+A definition with a `composite_param` reads several of the caller's own streams at once
+(`me?streams=orders,alerts`): the parts share the user's log, so one id resumes them all;
+an event belongs to it when it belongs to a part, its snapshot is the union of theirs.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class StreamDef:
     owner_param: str | None = None
     item_field: str | None = None
     item_label: str = "Item"  # in messages: "Strategy not found"
+    composite_param: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,12 @@ class Stream:
     log: str
     keys: frozenset[str] | None = None
     item: str | None = None
+    parts: tuple[Stream, ...] = ()  # a composite stream's streams
+
+    @property
+    def buffered_parts(self) -> tuple[Stream, ...]:
+        """The parts a new reader gets buffered events of (those without a snapshot)."""
+        return tuple(p for p in self.parts if not p.definition.snapshot)
 
     @property
     def path(self) -> str:
@@ -90,6 +101,8 @@ class Stream:
         return self.definition.name + (f"/{self.item}" if self.item else "")
 
     def matches(self, event: Event) -> bool:
+        if self.parts:
+            return any(part.matches(event) for part in self.parts)
         definition = self.definition
         if event.type not in definition.types:
             return False
@@ -117,9 +130,10 @@ class Stream:
 class Catalog:
     """The streams a server offers, and how a request names one of them."""
 
-    def __init__(self, definitions: Iterable[StreamDef], *, max_keys: int = 200) -> None:
+    def __init__(self, definitions: Iterable[StreamDef], *, max_keys: int = 200, max_parts: int = 20) -> None:
         self.definitions = {d.name: d for d in definitions}
         self.max_keys = max_keys
+        self.max_parts = max_parts
 
     def __contains__(self, name: str) -> bool:
         return name in self.definitions
@@ -135,6 +149,8 @@ class Catalog:
             raise StreamError(404, f"Unknown stream '{path[:100]}'")
         if definition.access == "user" and principal.user is None:
             raise StreamError(401, "No valid session found")
+        if definition.composite_param is not None:
+            return self._composite(definition, params.get(definition.composite_param), principal)
         if definition.public_log is not None:
             param = definition.key_param
             keys = self.parse_keys(params.get(param), param) if param else None
@@ -142,10 +158,36 @@ class Catalog:
         assert principal.user is not None
         owner = self._owner(definition, params, principal)
         if definition.item_field is not None:
-            if not NAME_PATTERN.match(rest):
+            if not NAME_PATTERN.fullmatch(rest):
                 raise StreamError(404, f"{definition.item_label} not found")
             return Stream(f"{definition.name}.{rest}", definition, user_log(owner), item=rest)
         return Stream(definition.name, definition, user_log(owner))
+
+    def _composite(self, definition: StreamDef, raw: str | None, principal: Principal) -> Stream:
+        param = definition.composite_param
+        names = list(dict.fromkeys(n.strip() for n in (raw or "").split(",") if n.strip()))
+        if not names:
+            raise StreamError(400, f"`{param}` names the streams to read, separated by commas")
+        if len(names) > self.max_parts:
+            raise StreamError(400, f"`{param}`: at most {self.max_parts} streams")
+        own = user_log(principal.user or "")
+        parts = []
+        for name in names:
+            if name.partition("/")[0] == definition.name:
+                raise StreamError(400, f"`{param}`: {definition.name} cannot be one of its own streams")
+            part = self.resolve(name, {}, principal)
+            if part.log != own:
+                raise StreamError(
+                    400, f"`{param}`: {name[:40]} is not one of your own streams: open it beside"
+                )
+            parts.append(part)
+        merged = StreamDef(
+            definition.name,
+            "user",
+            frozenset().union(*(p.definition.types for p in parts)),
+            snapshot=tuple({s.kind: s for p in parts for s in p.definition.snapshot}.values()),
+        )
+        return Stream(definition.name, merged, own, parts=tuple(parts))
 
     @staticmethod
     def _owner(definition: StreamDef, params: Mapping[str, str], principal: Principal) -> str:
@@ -156,7 +198,7 @@ class Catalog:
         requested = params.get(definition.owner_param) or owner
         if requested != owner and not principal.is_admin:
             raise StreamError(403, f"You may only read your own {definition.name} stream")
-        if not NAME_PATTERN.match(requested):
+        if not NAME_PATTERN.fullmatch(requested):
             raise StreamError(400, f"invalid {definition.owner_param}")
         return requested
 
@@ -168,6 +210,6 @@ class Catalog:
         if len(keys) > self.max_keys:
             raise StreamError(400, f"`{param}`: at most {self.max_keys} per stream")
         for key in keys:
-            if not KEY_PATTERN.match(key):
+            if not KEY_PATTERN.fullmatch(key):
                 raise StreamError(400, f"`{param}`: invalid value {key[:40]!r}")
         return frozenset(keys)

@@ -1,8 +1,11 @@
 """The demo's HTTP routes: password-less login as a demo user, paper orders, the page.
 
 Sessions are the same JWTs every stream accepts, set as an HttpOnly, SameSite=Lax
-`session` cookie (Secure when the request came over https) so the page's EventSources
-authenticate without script access to the token. Every error uses the SPEC error shape.
+`session` cookie (Secure when the request came over https) so the page's EventSources,
+WebSocket and fetches authenticate without script access to the token: the login answers
+only who logged in (user id, roles, strategies), never the token. Login, logout and orders
+change state, so the app's middleware (server/csrf.py) takes only JSON bodies for them and
+honours the cookie only from this site. Every error uses the SPEC error shape.
 Each route answers its own 405 (the app-wide handler only knows the stream endpoints'
 methods).
 """
@@ -76,7 +79,8 @@ class DemoEndpoints:
                 request, 400, f'Unknown demo user {show(name)}: send {{"user": ...}} with one of {known}'
             )
         token = issue_token(self.settings.secret, user.id, user.roles, SESSION_TTL_S)
-        response = json_response(request, {**_describe(user.id, user.roles), "token": token}, "POST, OPTIONS")
+        # The token goes only into the HttpOnly cookie: a body a script reads would defeat it.
+        response = json_response(request, _describe(user.id, user.roles), "POST, OPTIONS")
         response.set_cookie(
             SESSION_COOKIE,
             token,
@@ -208,11 +212,9 @@ async def _principal(request: Request) -> Principal | Response:
 
 
 async def _json_object(request: Request, settings: Settings) -> dict[str, Any] | Response:
-    """The body as a JSON object. application/json is required: a cross-site form cannot send it."""
+    """The body as a JSON object (declared application/json: the app's middleware answers 415
+    to anything else, server/csrf.py)."""
     limit = min(settings.max_body, MAX_BODY)
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        return _error(request, 400, "Content-Type must be application/json")
     try:
         raw = await read_body(request, limit)  # a 413's error response discards the rest
     except Refused as exc:

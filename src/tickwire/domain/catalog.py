@@ -30,8 +30,9 @@ EVENT_TYPES: dict[str, EventType] = {
             "user",
             state=("orders", "orderId"),
             required=("orderId",),
-            numbers=("qty",),
-            non_negative=frozenset({"qty"}),
+            numbers=("qty", "limitPrice"),
+            non_negative=frozenset({"qty", "limitPrice"}),
+            texts=("symbol", "side", "status", "type", "reason"),
         ),
         EventType(
             "order:fill",
@@ -40,6 +41,7 @@ EVENT_TYPES: dict[str, EventType] = {
             required=("orderId",),
             numbers=("filledQty", "filledAvgPrice"),
             non_negative=frozenset({"filledQty", "filledAvgPrice"}),
+            texts=("symbol", "side"),
             choices=(("status", FILL_STATUSES),),
         ),
         EventType(
@@ -47,22 +49,32 @@ EVENT_TYPES: dict[str, EventType] = {
             "user",
             state=("positions", "symbol"),
             required=("symbol",),
-            numbers=("quantity", "entryPrice", "currentPrice"),
+            numbers=("quantity", "entryPrice", "currentPrice", "value", "unrealizedPnL", "realizedPnL"),
             non_negative=frozenset({"entryPrice", "currentPrice"}),
+            texts=("symbol",),
         ),
-        EventType("trade:new", "user"),
-        EventType("ai:decision", "user"),
+        EventType(
+            "trade:new",
+            "user",
+            numbers=("price", "qty"),
+            non_negative=frozenset({"price", "qty"}),
+            texts=("symbol", "side", "tradeId"),
+        ),
+        EventType("ai:decision", "user", numbers=("confidence",), texts=("symbol", "action", "agentId")),
         EventType(
             "strategy:update",
             "user",
             state=("strategies", "strategyId"),
             required=("strategyId",),
+            numbers=("confidence",),
+            texts=("strategyId", "symbol", "status", "signal", "action"),
             item_field="strategyId",
         ),
         EventType(
             "alert:new",
             "user",
             required=("message",),
+            texts=("message", "symbol", "alertId"),
             choices=(("level", ALERT_LEVELS),),
             defaults=(("level", "info"),),
             urgent_when=("level", "error"),
@@ -74,10 +86,11 @@ EVENT_TYPES: dict[str, EventType] = {
             state=("prices", "symbol"),
             always_tick=True,
             required=("symbol",),
-            numbers=("price", "bid", "ask"),
-            non_negative=frozenset({"price", "bid", "ask"}),
+            numbers=("price", "bid", "ask", "size"),
+            non_negative=frozenset({"price", "bid", "ask", "size"}),
+            texts=("symbol", "source"),
         ),
-        EventType("agent:status", "public", public_log=AGENT_LOG),
+        EventType("agent:status", "public", public_log=AGENT_LOG, texts=("agentId", "state", "symbol")),
     )
 }
 
@@ -155,6 +168,7 @@ STREAMS: dict[str, StreamDef] = {
             item_label="Strategy",
         ),
         StreamDef("alerts", "user", frozenset({"alert:new"})),
+        StreamDef("me", "user", frozenset(), composite_param="streams"),
     )
 }
 

@@ -24,6 +24,7 @@ from tickwire.config import Settings
 from tickwire.core.clock import Clock, SystemClock
 from tickwire.core.event import iso_timestamp
 from tickwire.core.hub import Hub
+from tickwire.core.sanitize import PayloadRules
 from tickwire.domain.catalog import EVENT_TYPES, catalog, is_finished
 from tickwire.domain.positions import PositionsProcessor
 from tickwire.errors import ConfigError
@@ -81,6 +82,12 @@ class Node:
             Validator(EVENT_TYPES, settings.publish_max_batch),
             [self.positions, *processors],
             metrics,
+            PayloadRules(
+                max_depth=settings.max_depth,
+                max_string=settings.max_string,
+                max_items=settings.max_items,
+                strip=settings.strip_fields,
+            ),
         )
         self.reader = StreamReader(broker, clock, metrics)
         self.sessions = Sessions(

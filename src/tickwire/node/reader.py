@@ -13,7 +13,11 @@ trimmed, ahead) gets a `Reset` saying why, plus what a new reader would get.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from tickwire.brokers.base import Broker, History
 from tickwire.core.clock import Clock
@@ -37,6 +41,9 @@ class Start:
     @property
     def recovered(self) -> bool:
         return self.reset is None
+
+
+log = logging.getLogger("tickwire.node")
 
 
 class StreamReader:
@@ -66,16 +73,44 @@ class StreamReader:
         return Start(fresh.events, fresh.end, reset)
 
     async def fresh(self, stream: Stream) -> Start:
-        """What a new connection gets (the snapshot, or the buffered log events)."""
+        """What a new connection gets: the snapshot, or the buffered log events, or for a
+        composite stream both (the buffered events of its parts without a snapshot, up to the
+        snapshot's position, then the snapshots of the others: later events arrive live)."""
+        if not stream.definition.snapshot:
+            history = await self.broker.history(stream.log, None)
+            return Start([e for e in history.events if stream.matches(e) and encodes(e)], history.end)
+        start = await self._snapshot(stream)
+        buffered = stream.buffered_parts
+        if not buffered:
+            return start
+        history = await self.broker.history(stream.log, None)
+        end = start.end
+        events = [
+            e
+            for e in history.events
+            if e.pos is not None
+            and e.pos.epoch == end.epoch
+            and not e.pos.after(end)
+            and any(p.matches(e) for p in buffered)
+            and encodes(e)
+        ]
+        # The buffered events first: the snapshot's id (the log's end) is then the last one a
+        # client sees, and a resume from it replays exactly what came after.
+        return Start(events + start.events, end)
+
+    async def _snapshot(self, stream: Stream) -> Start:
         ms = self.clock.wall_ms()
         kinds = [part.kind for part in stream.definition.snapshot]
-        if kinds:
-            snap = await self.broker.snapshot(stream.log, kinds)
-            pos = None if snap.empty else snap.end
-            payloads = stream.snapshot_payloads(snap.states, ms)
-            return Start([Event(t, d, stream.log, pos, ms) for t, d in payloads], snap.end)
-        history = await self.broker.history(stream.log, None)
-        return Start([e for e in history.events if stream.matches(e)], history.end)
+        snap = await self.broker.snapshot(stream.log, kinds)
+        pos = None if snap.empty else snap.end
+        events = [Event(t, d, stream.log, pos, ms) for t, d in stream.snapshot_payloads(snap.states, ms)]
+        if not all(encodes(e) for e in events):  # kept before payloads were bounded
+            states = {
+                kind: [v for v in values if encodes_value(v, stream.log)]
+                for kind, values in snap.states.items()
+            }
+            events = [Event(t, d, stream.log, pos, ms) for t, d in stream.snapshot_payloads(states, ms)]
+        return Start(events, snap.end)
 
     async def poll(self, stream: Stream, after: str | None, wait_s: float) -> Start:
         """SPEC section 7: what comes after `after` (or a fresh start); with `wait_s`, hold
@@ -114,4 +149,27 @@ class StreamReader:
 
 def replayed(stream: Stream, history: History) -> list[Event]:
     """The stream's part of a resume: its missed log events, then its changed ticks."""
-    return [e for e in history.events if stream.matches(e)] + [t for t in history.ticks if stream.matches(t)]
+    events = [e for e in history.events if stream.matches(e)] + [
+        t for t in history.ticks if stream.matches(t)
+    ]
+    return [e for e in events if encodes(e)]
+
+
+def encodes(event: Event) -> bool:
+    """Whether the event can be put on the wire (its JSON is kept for delivery); one that
+    cannot (stored before payloads were bounded) is left out and logged, never the stream."""
+    try:
+        event.json  # noqa: B018 - encoded once, cached on the event
+    except (TypeError, ValueError):
+        log.error("event left out: it cannot be encoded", extra={"event_id": event.id, "type": event.type})
+        return False
+    return True
+
+
+def encodes_value(value: dict[str, Any], log_name: str) -> bool:
+    try:
+        orjson.dumps(value)
+    except (TypeError, ValueError):
+        log.error("snapshot entry left out: it cannot be encoded", extra={"log": log_name})
+        return False
+    return True

@@ -78,7 +78,15 @@ class Sessions:
 
     async def check_owner(self, stream: Stream, principal: Principal) -> Stream:
         """A stream of an owned item (a strategy) on its owner's log; 404 when unknown, 403
-        when not the caller's (admins read any)."""
+        when not the caller's (admins read any). A composite stream's items must be the
+        caller's own (it reads one log)."""
+        if stream.parts:
+            for part in stream.parts:
+                if part.item is not None and (await self.check_owner(part, principal)).log != stream.log:
+                    raise StreamError(
+                        403, f"This {part.definition.item_label.lower()} belongs to another user"
+                    )
+            return stream
         if stream.item is None:
             return stream
         owner = await self.broker.strategy_owner(stream.item)

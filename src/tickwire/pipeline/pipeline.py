@@ -1,8 +1,9 @@
 """The publish pipeline: validate -> sanitize -> derive -> stamp and store -> dispatch.
 
     requests ─► validate (validate.py; HTTP and ingest bodies)
-             ─► sanitize: secret-named keys redacted, `timestamp` and declared defaults added,
-                urgent events flagged
+             ─► sanitize: bounds (depth, lengths: 400 beyond), stripped fields removed,
+                secret-named keys redacted (core/sanitize.py), `timestamp` and declared
+                defaults added, urgent events flagged
              ─► read the processor state the drafts need (one broker read)
              ─► derive: every processor, in order (processor.py)
              ─► stamp and store: `Broker.submit(Batch)`: atomic, with the state writes; the
@@ -29,7 +30,7 @@ from typing import Any
 from tickwire.brokers.base import Batch, Broker, Publication
 from tickwire.core.clock import Clock
 from tickwire.core.event import URGENT_FIELD, Event, EventType, iso_timestamp
-from tickwire.core.sanitize import sanitize
+from tickwire.core.sanitize import PayloadError, PayloadRules
 from tickwire.errors import BrokerUnavailable, PublishError, StateConflict
 from tickwire.metrics import Metrics
 from tickwire.pipeline.processor import Draft, FollowUp, Processor, StateRef, StateView
@@ -50,12 +51,14 @@ class PublishPipeline:
         validator: Validator,
         processors: Sequence[Processor] = (),
         metrics: Metrics | None = None,
+        rules: PayloadRules | None = None,
     ) -> None:
         self.broker = broker
         self.clock = clock
         self.validator = validator
         self.processors = list(processors)
         self.metrics = metrics or Metrics()
+        self.rules = rules or PayloadRules()
         self._locks = RefLocks()
 
     async def publish_body(
@@ -110,9 +113,13 @@ class PublishPipeline:
     def _drafts(self, requests: Sequence[PublishRequest], ms: int) -> list[Draft]:
         ts = iso_timestamp(ms)
         drafts = []
-        for req in requests:
+        for index, req in enumerate(requests):
             spec = self.validator.types[req.type]
-            drafts.append(Draft(spec, sanitized(spec, req.data, ts), req.user, ms, ts))
+            try:
+                data = self.rules.clean(req.data)
+            except PayloadError as exc:
+                raise PublishError(str(exc), index if len(requests) > 1 else None) from None
+            drafts.append(Draft(spec, completed(spec, data, ts), req.user, ms, ts))
         return drafts
 
     def _derive_all(self, drafts: Sequence[Draft], view: StateView) -> tuple[list[Publication], list[int]]:
@@ -197,9 +204,8 @@ class RefLocks:
                     self._locks[ref] = (lock, count - 1)
 
 
-def sanitized(spec: EventType, data: dict[str, Any], ts: str) -> dict[str, Any]:
-    """The payload as delivered: secrets redacted, `timestamp`, declared defaults, urgency."""
-    data = sanitize(data)
+def completed(spec: EventType, data: dict[str, Any], ts: str) -> dict[str, Any]:
+    """The payload with `timestamp`, the declared defaults and urgency added."""
     extra: dict[str, Any] = {}
     if "timestamp" not in data:
         extra["timestamp"] = ts

@@ -70,7 +70,7 @@ class Validator:
 
 def _user(spec: EventType, user: Any, index: int | None) -> str | None:
     if spec.scope == "user":
-        if not isinstance(user, str) or not USER_ID.match(user):
+        if not isinstance(user, str) or not USER_ID.fullmatch(user):
             raise PublishError(
                 f"{spec.name} is a user event: `user` must be a user id (1-128 of A-Z a-z 0-9 . _ @ : -)",
                 index,
@@ -102,6 +102,10 @@ def check_data(spec: EventType, data: dict[str, Any], index: int | None = None) 
             raise PublishError(f"{type_} data.{field} must not be negative", index)
     if "timestamp" in data and not isinstance(data["timestamp"], str):
         raise PublishError("data.timestamp must be an ISO 8601 string (or left out)", index)
+    for field in spec.texts:
+        value = data.get(field)
+        if value is not None and not isinstance(value, str):
+            raise PublishError(f"{type_} data.{field} must be a string", index)
     for field, allowed in spec.choices:
         if field in data and data[field] not in allowed:
             raise PublishError(f"{type_} data.{field} must be {_alternatives(allowed)}", index)

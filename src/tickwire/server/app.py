@@ -32,6 +32,7 @@ from tickwire.drivers.asgi import TickwireApp
 from tickwire.node import Node
 from tickwire.server.admission import Admission
 from tickwire.server.auth import Authenticator, jwt_authenticator
+from tickwire.server.csrf import refusal
 from tickwire.server.http import (
     CORRELATION_HEADER,
     correlation_id,
@@ -172,7 +173,8 @@ class _Errors:
 
 
 class _CorsAndCorrelation:
-    """Answers CORS preflights and gives every request a correlation id."""
+    """Answers CORS preflights, gives every request a correlation id, and refuses
+    state-changing requests that are not JSON or come cross-site with the cookie (server/csrf.py)."""
 
     def __init__(self, app: ASGIApp, settings: Settings, methods_for: Callable[[str], str]) -> None:
         self.app = app
@@ -190,6 +192,14 @@ class _CorsAndCorrelation:
             out = cors_headers(self.settings, headers.get("origin"), self.methods_for(scope["path"]))
             out[CORRELATION_HEADER] = cid
             response = Response(b"", 200, headers=out)
+            await response(scope, receive, send)
+            return
+        refused = refusal(scope["method"], headers, self.settings)
+        if refused is not None:
+            request = Request(scope, receive)
+            request.app.state.node.metrics.rejected.labels(refused.reason).inc()
+            methods = self.methods_for(scope["path"])
+            response = error_response(request, refused.status, refused.message, methods)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -43,7 +43,7 @@ def verify_token(secret: str, token: str) -> Principal | None:
     except jwt.PyJWTError:
         return None
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not USER_ID.match(sub):  # it names the user's log and streams
+    if not isinstance(sub, str) or not USER_ID.fullmatch(sub):  # it names the user's log and streams
         return None
     roles = claims.get("roles", [])
     if not isinstance(roles, list):
@@ -56,13 +56,18 @@ def verify_token(secret: str, token: str) -> Principal | None:
     )
 
 
-def token_from_headers(headers: Mapping[str, str]) -> str | None:
-    """The bearer token, else the `session` cookie, else None."""
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The `Authorization: Bearer` token, None without one."""
     auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
+    return None
+
+
+def cookie_token(headers: Mapping[str, str]) -> str | None:
+    """The `session` cookie, None without one."""
     cookie = headers.get("cookie")
     if cookie:
         jar: SimpleCookie = SimpleCookie()
@@ -76,6 +81,30 @@ def token_from_headers(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def token_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The bearer token, else the `session` cookie, else None."""
+    return bearer_token(headers) or cookie_token(headers)
+
+
+def by_cookie(headers: Mapping[str, str]) -> bool:
+    """Whether the request's credentials are the session cookie (a browser sends it by itself,
+    also on requests another site made it send); a Bearer token is what is used when both are there."""
+    return bearer_token(headers) is None and cookie_token(headers) is not None
+
+
+def origin_allowed(origin: str, headers: Mapping[str, str], settings: Settings) -> bool:
+    """Whether `origin` (`scheme://host[:port]`) is this host (the request's Host header) or
+    one of TICKWIRE_CORS_ORIGINS (a listed origin: `*` lists none)."""
+    if not settings.cors_any and origin in settings.cors_origins:
+        return True
+    host = headers.get("host")
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return host is not None and bool(netloc) and netloc.lower() == host.lower()
+
+
 def cookie_allowed(headers: Mapping[str, str], settings: Settings) -> bool:
     """Whether a session cookie on a WebSocket handshake may authenticate it.
 
@@ -86,20 +115,13 @@ def cookie_allowed(headers: Mapping[str, str], settings: Settings) -> bool:
     origin = headers.get("origin")
     if origin is None:
         return True  # not a browser: browsers always send Origin on WebSocket handshakes
-    if not settings.cors_any and origin in settings.cors_origins:
-        return True
-    host = headers.get("host")
-    try:
-        netloc = urlsplit(origin).netloc
-    except ValueError:
-        return False
-    return host is not None and netloc.lower() == host.lower()
+    return origin_allowed(origin, headers, settings)
 
 
 def websocket_token(headers: Mapping[str, str], settings: Settings) -> str | None:
     """The handshake's token: Bearer, or the cookie where `cookie_allowed`."""
     if not cookie_allowed(headers, settings):
-        headers = {k: v for k, v in headers.items() if k != "cookie"}
+        return bearer_token(headers)
     return token_from_headers(headers)
 
 

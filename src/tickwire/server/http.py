@@ -54,7 +54,7 @@ def query_bytes(request: Request) -> bytes:
 def correlation_id(headers: Mapping[str, str]) -> str:
     """The caller's X-Correlation-ID when it is sane, else a new one."""
     given = headers.get(CORRELATION_HEADER)
-    if given and _CORRELATION.match(given):
+    if given and _CORRELATION.fullmatch(given):
         return given
     return uuid.uuid4().hex
 

@@ -1,4 +1,7 @@
-"""Publishing over HTTP (SPEC 9) and the admin test broadcast."""
+"""Publishing over HTTP (SPEC 9) and the admin test broadcast.
+
+Both change state: server/csrf.py has already refused, in the app's middleware, bodies
+that are not JSON and cookie-authenticated requests from other sites."""
 
 from __future__ import annotations
 
@@ -19,10 +22,8 @@ METHODS = "POST, OPTIONS"
 
 async def read_json(request: Request, max_body: int) -> Any:
     """The request body as JSON, refusing more than `max_body` bytes before reading it all
-    (the 413 is answered at once; `error_response` discards the rest)."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype.startswith("multipart/"):
-        raise Refused(400, "Send the events as a JSON body (Content-Type: application/json), not a form")
+    (the 413 is answered at once; `error_response` discards the rest). Bodies that are not
+    declared `application/json` never get here: the app's middleware answers 415 (server/csrf.py)."""
     raw = await read_body(request, max_body)
     if not raw.strip():
         raise Refused(400, "Body is empty: send a JSON event or a JSON array of events")

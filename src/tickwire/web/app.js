@@ -382,10 +382,13 @@ const RENDER = {
 
 // -- session ---------------------------------------------------------------------------------------
 
+// Requests that change state (login, logout, orders) always declare JSON: the server answers
+// 415 to anything else and takes the session cookie only from this origin (the browser sends
+// Origin). The cookie is HttpOnly: the page never holds the token, streams use the cookie too.
 async function api(method, path, body) {
   const response = await fetch(path, {
     method,
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    headers: method === "GET" ? {} : { "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
     credentials: "same-origin",
   });

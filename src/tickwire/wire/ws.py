@@ -207,7 +207,7 @@ def _stream_name(raw: Any, where: str, rid: Rid) -> str:
     if not isinstance(raw, str):
         raise ProtocolError(BAD_REQUEST, f'{where}: `stream` must be a string such as "orders"', rid)
     name = normalize_stream(raw)
-    if not _STREAM.match(name):
+    if not _STREAM.fullmatch(name):
         raise ProtocolError(
             BAD_REQUEST, f'{where}: {show(raw)} is not a stream name (e.g. "orders", "strategies/s1")', rid
         )
@@ -236,7 +236,7 @@ def _symbols(raw: Any, where: str, rid: Rid, name: str, max_symbols: int) -> tup
 def _user_id(raw: Any, where: str, rid: Rid, name: str) -> str | None:
     if raw is None:
         return None
-    if not isinstance(raw, str) or not _NAME.match(raw):
+    if not isinstance(raw, str) or not _NAME.fullmatch(raw):
         raise ProtocolError(BAD_REQUEST, f"{where}.userId must be a user id", rid, name)
     return raw
 

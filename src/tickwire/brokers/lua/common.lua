@@ -3,6 +3,22 @@
 
 local P = ARGV[1]
 
+-- A value that is not a fixed word of the layout (log name, user, strategy id, index
+-- name, address, node id) as one key segment: `{value}` with its `%`, `{` and `}`
+-- percent-encoded, so no value can produce a fixed key or another kind of key
+-- (scripts.py `tag` is the same).
+local function tag(value)
+  if string.find(value, '[%%{}]') then
+    value = string.gsub(value, '[%%{}]', { ['%'] = '%25', ['{'] = '%7B', ['}'] = '%7D' })
+  end
+  return '{' .. value .. '}'
+end
+
+-- What every key of a log starts with.
+local function log_base(log)
+  return P .. ':log:' .. tag(log)
+end
+
 -- An integer as text, without Lua's "1e+15" notation (exact below 2^53).
 local function num(x)
   return string.format('%.0f', x)
@@ -17,7 +33,7 @@ end
 
 -- A user's history expires `ttl` ms after their last connection anywhere closed (SPEC 4).
 local function expire_history(user, ttl)
-  local key = P .. ':log:user:' .. user .. ':events'
+  local key = log_base('user:' .. user) .. ':events'
   if ttl > 0 then
     redis.call('PEXPIRE', key, ttl)
   else
@@ -39,7 +55,7 @@ end
 -- whatever an older epoch left behind (history, state) goes with it, so ids of the old
 -- epoch can only ever get an explicit reset.
 local function open_log(log, nonce, kinds, state_ttl)
-  local base = P .. ':log:' .. log
+  local base = log_base(log)
   local mk = base .. ':meta'
   local v = redis.call('HMGET', mk, 'epoch', 'offset', 'tick')
   local m = { base = base, mk = mk, user = log_user(log) }

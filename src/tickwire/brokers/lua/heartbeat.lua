@@ -10,10 +10,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local function bury(dead)
-  local nk = P .. ':node:' .. dead .. ':conns'
+  local nk = P .. ':node:' .. tag(dead) .. ':conns'
   for _, entry in ipairs(redis.call('SMEMBERS', nk)) do
     local user, who = string.match(entry, '^(.*)\t([^\t]*)$')
-    local pk = P .. ':presence:' .. user
+    local pk = P .. ':presence:' .. tag(user)
     redis.call('ZREM', pk, who)
     if redis.call('ZCARD', pk) == 0 then
       expire_history(user, buffer_ttl)

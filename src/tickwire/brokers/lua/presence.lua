@@ -7,12 +7,12 @@
 
 local op, user, node, serial = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local cap, buffer_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
-local pk = P .. ':presence:' .. user
+local pk = P .. ':presence:' .. tag(user)
 
 local function drop(who)
   redis.call('ZREM', pk, who)
-  local owner = string.match(who, '^([^:]*):')
-  redis.call('SREM', P .. ':node:' .. owner .. ':conns', user .. '\t' .. who)
+  local owner = string.match(who, '^(.*):%d+$')
+  redis.call('SREM', P .. ':node:' .. tag(owner) .. ':conns', user .. '\t' .. who)
 end
 
 for i = 8, #ARGV do
@@ -22,8 +22,8 @@ local victims = {}
 if op == 'open' then
   local who = node .. ':' .. serial
   redis.call('ZADD', pk, redis.call('INCR', P .. ':presence:seq'), who)
-  redis.call('SADD', P .. ':node:' .. node .. ':conns', user .. '\t' .. who)
-  redis.call('PERSIST', P .. ':log:user:' .. user .. ':events')
+  redis.call('SADD', P .. ':node:' .. tag(node) .. ':conns', user .. '\t' .. who)
+  redis.call('PERSIST', log_base('user:' .. user) .. ':events')
   local n = redis.call('ZCARD', pk)
   if n > cap then
     victims = redis.call('ZRANGE', pk, 0, n - cap - 1)

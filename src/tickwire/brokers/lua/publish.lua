@@ -32,7 +32,7 @@ local trace = ARGV[15] or ''
 
 -- Processor state: one hash per log, field name -> "version<TAB>JSON".
 local function stored_version(log, name)
-  local cur = redis.call('HGET', P .. ':log:' .. log .. ':ps', name)
+  local cur = redis.call('HGET', log_base(log) .. ':ps', name)
   if not cur then
     return 0
   end
@@ -174,7 +174,7 @@ local function stamp(log, typ, flag, kind, key, strategy, ks, vs)
     merge_state(m, kind, key, ks, vs, tick, typ)
   end
   if strategy ~= '' and m.user then
-    local sk = P .. ':strategy:' .. strategy
+    local sk = P .. ':strategy:' .. tag(strategy)
     redis.call('SET', sk, m.user, 'NX')
     if state_ttl > 0 then
       redis.call('PEXPIRE', sk, state_ttl)
@@ -233,9 +233,9 @@ for i = 1, #W, 4 do
 end
 for i = 1, #X, 3 do
   if X[i + 2] == '1' then
-    redis.call('SADD', P .. ':index:' .. X[i], X[i + 1])
+    redis.call('SADD', P .. ':index:' .. tag(X[i]), X[i + 1])
   else
-    redis.call('SREM', P .. ':index:' .. X[i], X[i + 1])
+    redis.call('SREM', P .. ':index:' .. tag(X[i]), X[i + 1])
   end
 end
 
@@ -250,7 +250,7 @@ for _, m in ipairs(touched) do
     end
     if m.appended then
       local sk = m.base .. ':events'
-      if redis.call('ZCARD', P .. ':presence:' .. m.user) == 0 and redis.call('PTTL', sk) == -1 then
+      if redis.call('ZCARD', P .. ':presence:' .. tag(m.user)) == 0 and redis.call('PTTL', sk) == -1 then
         expire_history(m.user, buffer_ttl)
       end
     end

@@ -4,7 +4,7 @@
 -- Returns -1 when allowed, else milliseconds until an attempt will be allowed again.
 
 local addr, limit, window, nonce = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local key = P .. ':rate:' .. addr
+local key = P .. ':rate:' .. tag(addr)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - window))

@@ -7,6 +7,12 @@ the cursor in the same atomic step, so each entry is published exactly once even
 briefly both think they lead. An entry that cannot be published (invalid) moves the cursor
 too (ingest_skip.lua) and is recorded in `{p}:ingest:errors`. The answer, `{"ids": [...]}` or
 `{"error", "status", "entry"}`, goes to the entry's optional `reply` list.
+
+A `reply` must be a reply key of this deployment, `<p>:reply:<token>` (token: 1-64 of
+A-Z a-z 0-9 . _ -): an entry naming any other key is refused (not published, recorded in
+the errors stream, not answered), so a producer cannot touch another key. The answer is
+pushed and the list given its TTL in one script (ingest_reply.lua) that leaves a key of
+another type alone.
 """
 
 from __future__ import annotations
@@ -95,7 +101,14 @@ class Ingest:
 
     async def _ingest_one(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
         result: dict[str, Any]
+        reply = fields.get(b"reply") or None  # empty: no answer wanted
         try:
+            if reply is not None and not self._link.keys.is_reply(reply):
+                reply = None  # never touched: not ours to write
+                raise PublishError(
+                    f"`reply` must be a key {self._link.prefix}:reply:<token> "
+                    "(token: 1-64 of A-Z a-z 0-9 . _ -); the entry was not published"
+                )
             raw = fields.get(b"event")
             if raw is None:
                 raise PublishError("the entry has no `event` field (a JSON event or array of events)")
@@ -116,25 +129,30 @@ class Ingest:
             result = {"error": str(exc), "status": status, "entry": entry_id}
             if not await self._skip(entry_id, str(exc), fields):
                 return  # another node got there first
-        await self._reply(fields.get(b"reply"), result)
+        if reply is not None:
+            await self._reply(reply, entry_id, result)
 
     async def _skip(self, entry_id: str, error: str, fields: dict[bytes, bytes]) -> bool:
         """Move the cursor past an entry that cannot be published and record it; False when
         the cursor already was past it (another node handled it)."""
         if not await self._link.run("ingest_skip", [entry_id]):
             return False
+        record: dict[Any, Any] = {"entry": entry_id, "error": error, "event": fields.get(b"event", b"")}
+        if b"reply" in fields:
+            record["reply"] = fields[b"reply"]
         await self._link.client.xadd(
             self._link.keys.ingest_errors,
-            {"entry": entry_id, "error": error, "event": fields.get(b"event", b"")},
+            record,
             maxlen=INGEST_ERRORS_MAXLEN,
             approximate=True,
         )
         return True
 
-    async def _reply(self, reply_key: bytes | None, result: dict[str, Any]) -> None:
-        if not reply_key:
-            return
-        async with self._link.client.pipeline(transaction=False) as pipe:
-            pipe.lpush(reply_key, orjson.dumps(result))
-            pipe.pexpire(reply_key, INGEST_REPLY_TTL_MS)
-            await pipe.execute()
+    async def _reply(self, reply_key: bytes, entry_id: str, result: dict[str, Any]) -> None:
+        """Push the answer on a reply list and give it its TTL, atomically; a key of another
+        type (not a list) is left alone and the entry goes unanswered."""
+        answered = await self._link.run(
+            "ingest_reply", [reply_key, orjson.dumps(result), INGEST_REPLY_TTL_MS]
+        )
+        if not answered:
+            log.warning("ingest reply key is not a list: not answered", extra={"entry": entry_id})

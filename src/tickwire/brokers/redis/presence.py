@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import orjson
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from tickwire.brokers.base import BrokerSink
 from tickwire.brokers.redis.scripts import Link
@@ -107,7 +107,10 @@ class Presence:
                 if op[0] == "resync":
                     await self._resync()
                     continue
-                await self._link.run("presence", self._args(*op))
+                try:
+                    await self._link.run("presence", self._args(*op))
+                except ResponseError as exc:  # this update only: the others still apply
+                    log.warning("presence update refused", extra={"error": str(exc)})
         except (RedisError, OSError) as exc:
             # Redis is away: what it knows of this node is rebuilt when it comes back.
             log.debug("presence update failed", extra={"error": str(exc)})

@@ -4,12 +4,19 @@ connection pool every component shares (`Link`).
 The scripts are files in `tickwire/brokers/lua/` (package data). Each one but `leader.lua`
 gets `common.lua` prepended and is called with no keys and the key prefix as ARGV[1]; the
 lease script is called on its own, with its key. The key layout is docs/redis.md.
+
+Every value that is not a fixed word of the layout (a log name, a user id, a strategy id,
+an index name, an address, a node id) enters a key as one *tagged* segment: `{` + the value
+with `%`, `{` and `}` percent-encoded + `}` (`tag`; common.lua's `tag` is the same). A
+fixed word never starts with `{` and a tagged segment ends at its first `}`, so no value
+can produce a fixed key or another kind of key.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -26,8 +33,27 @@ from tickwire.errors import BrokerUnavailable
 DEFAULT_PREFIX = "tw"
 MAX_REDIS_CONNECTIONS = 64  # per node, besides its subscription
 # Scripts that share common.lua and take the prefix as ARGV[1].
-PREFIXED_SCRIPTS = ("publish", "history", "snapshot", "presence", "heartbeat", "ratelimit", "ingest_skip")
+PREFIXED_SCRIPTS = (
+    "publish",
+    "history",
+    "snapshot",
+    "presence",
+    "heartbeat",
+    "ratelimit",
+    "ingest_skip",
+    "ingest_reply",
+)
 LEADER = "leader"
+# The token of an ingest reply key `<prefix>:reply:<token>` (ingest_reply.lua checks it too).
+REPLY_TOKEN = rb"[A-Za-z0-9._-]{1,64}"
+_TAG_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+
+
+def tag(value: str) -> str:
+    """A value as one key segment: `{value}`, its `%`, `{` and `}` percent-encoded."""
+    if "%" in value or "{" in value or "}" in value:
+        value = value.translate(_TAG_ESCAPES)
+    return "{" + value + "}"
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -60,22 +86,34 @@ class Keys:
         self.ingest_cursor = f"{prefix}:ingest:cursor"
         self.ingest_leader = f"{prefix}:ingest:leader"
         self.ingest_errors = f"{prefix}:ingest:errors"
+        self._reply = re.compile(re.escape(f"{prefix}:reply:".encode()) + REPLY_TOKEN)
+
+    def log(self, log: str) -> str:
+        """What every key of a log starts with."""
+        return f"{self.prefix}:log:{tag(log)}"
 
     def log_events(self, log: str) -> str:
-        return f"{self.prefix}:log:{log}:events"
+        return f"{self.log(log)}:events"
 
     def state(self, log: str, kind: str) -> str:
-        return f"{self.prefix}:log:{log}:state:{kind}"
+        return f"{self.log(log)}:state:{kind}"
 
     def strategy(self, strategy_id: str) -> str:
-        return f"{self.prefix}:strategy:{strategy_id}"
+        return f"{self.prefix}:strategy:{tag(strategy_id)}"
 
     def stored(self, log: str) -> str:
         """Processor state of a log: field name -> "version<TAB>JSON"."""
-        return f"{self.prefix}:log:{log}:ps"
+        return f"{self.log(log)}:ps"
 
     def index(self, name: str) -> str:
-        return f"{self.prefix}:index:{name}"
+        return f"{self.prefix}:index:{tag(name)}"
+
+    def presence(self, user: str) -> str:
+        return f"{self.prefix}:presence:{tag(user)}"
+
+    def is_reply(self, key: bytes) -> bool:
+        """Whether an ingest entry's `reply` names a reply list of this deployment."""
+        return self._reply.fullmatch(key) is not None
 
 
 @dataclass(frozen=True, slots=True)

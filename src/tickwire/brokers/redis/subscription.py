@@ -152,7 +152,7 @@ class Subscription:
             if fut is not None and not fut.done():
                 fut.set_result(None)
         elif kind == "evict":
-            node, _, serial = str(msg.get("m", "")).partition(":")
+            node, _, serial = str(msg.get("m", "")).rpartition(":")
             if node == self._node_id and sink is not None and serial.isdigit():
                 sink.on_evict(int(serial))
 
