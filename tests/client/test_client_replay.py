@@ -159,6 +159,7 @@ def test_ws_messages_are_the_servers_frames(replay: ServerProcess) -> None:
         }
         assert orjson.loads(frames[5]) == {  # no `rid` asked, none echoed
             "type": "subscribed",
+            "v": 1,
             "streams": [{"stream": "orders", "recovered": True}, {"stream": "alerts", "recovered": True}],
         }
         ws.send(

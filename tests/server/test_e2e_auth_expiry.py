@@ -92,7 +92,7 @@ def test_a_websocket_that_reauthenticates_in_time_keeps_streaming(server: Server
             )
             await ws.until(lambda messages: any(m.get("type") == "authenticated" for m in messages))
             assert [m for m in ws.messages if m.get("type") == "authenticated"] == [
-                {"type": "authenticated", "rid": "re", "userId": user}
+                {"type": "authenticated", "v": 1, "rid": "re", "userId": user}
             ]
             assert await witness.read_to_end() == "clean"  # the first token's exp has passed
             assert witness.events[-1].event == "auth:expired"

@@ -119,6 +119,7 @@ def test_the_page_flow_works_with_the_cookie_alone(demo_server: ServerProcess) -
             answers = [orjson.loads(ws.recv(timeout=5)) for _ in range(2)]
             assert answers[-1] == {
                 "type": "subscribed",
+                "v": 1,
                 "rid": "1",
                 "streams": [{"stream": "orders", "recovered": True}],
             }

@@ -43,6 +43,7 @@ def _check_connected(stream: SSEClient, user: str, name: str) -> None:
     data = first.json()
     assert set(data) >= {"clientId", "stream", "timestamp"}
     assert data["stream"] == name
+    assert data["v"] == 1  # the protocol's version (SPEC 6)
     match = re.fullmatch(re.escape(user) + "-" + re.escape(name) + r"-(\d{13})", data["clientId"])
     assert match is not None, data["clientId"]
     assert abs(int(match.group(1)) - time.time() * 1000) < 60_000

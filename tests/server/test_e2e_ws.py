@@ -277,6 +277,7 @@ def test_one_socket_carries_several_streams(server: ServerProcess, compression: 
         )
         assert ack == {
             "type": "subscribed",
+            "v": 1,
             "rid": "1",
             "streams": [
                 {"stream": name, "recovered": True}
@@ -441,6 +442,7 @@ def test_streams_in_the_query_are_subscribed_at_connect(server: ServerProcess) -
     with WSClient(server, query=f"?streams=prices,agents,orders&symbols={s}") as ws:
         assert ws.until(lambda m: m["type"] == "subscribed") == {
             "type": "subscribed",
+            "v": 1,
             "streams": [{"stream": "prices", "recovered": True}, {"stream": "agents", "recovered": True}],
         }
         assert ws.error()["stream"] == "orders"  # anonymous: unauthorized
@@ -613,6 +615,7 @@ def test_anonymous_sockets_get_public_streams_and_may_authenticate_later(server:
         ws.send({"type": "auth", "rid": "a", "token": server.token(user)})
         assert ws.until(lambda m: m["type"] == "authenticated") == {
             "type": "authenticated",
+            "v": 1,
             "rid": "a",
             "userId": user,
         }

@@ -89,6 +89,7 @@ def test_subscribe_answers_with_the_snapshot_then_subscribed_then_live_events() 
         assert snapshot["event"] == "price:update" and snapshot["data"]["initializing"] is True
         assert subscribed == {
             "type": "subscribed",
+            "v": 1,
             "rid": 7,
             "streams": [{"stream": "prices", "recovered": True}],
         }
@@ -140,7 +141,7 @@ def test_auth_registers_the_user_and_a_bad_token_closes_with_4001() -> None:
         task = asyncio.create_task(session(admission, driver).run())
         await send(driver, {"type": "auth", "rid": "a", "token": issue_token(SECRET, "alice")})
         frames = await frames_until(driver, lambda fs: bool(of_type(fs, "authenticated")))
-        assert frames[-1] == {"type": "authenticated", "rid": "a", "userId": "alice"}
+        assert frames[-1] == {"type": "authenticated", "v": 1, "rid": "a", "userId": "alice"}
         assert node.hub.user_connection_count("alice") == 1
         bad = FakeDriver()
         bad_task = asyncio.create_task(session(admission, bad).run())

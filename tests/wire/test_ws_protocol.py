@@ -213,6 +213,7 @@ def test_errors_carry_the_rid_and_stream_when_known() -> None:
 def test_server_messages_have_the_spec_shapes() -> None:
     assert subscribed("1", [("orders", True), ("prices", False)]) == {
         "type": "subscribed",
+        "v": 1,
         "rid": "1",
         "streams": [{"stream": "orders", "recovered": True}, {"stream": "prices", "recovered": False}],
     }
@@ -225,7 +226,7 @@ def test_server_messages_have_the_spec_shapes() -> None:
     }
     assert pong(123) == {"type": "pong", "ts": 123}
     assert pong("x", 5) == {"type": "pong", "ts": "x", "rid": 5}
-    assert authenticated("alice") == {"type": "authenticated", "userId": "alice"}
+    assert authenticated("alice") == {"type": "authenticated", "v": 1, "userId": "alice"}
     assert event_message("orders", "order:update", "1-a", {"a": 1}) == {
         "type": "event",
         "stream": "orders",

@@ -48,6 +48,7 @@ from tickwire.wire.codecs import WSCodec, choose_codec
 from tickwire.wire.poll import poll_body, poll_limit, poll_wait
 from tickwire.wire.sse import KEEPALIVE, SSECodec
 from tickwire.wire.ws import (
+    PROTOCOL_VERSION,
     Auth,
     Command,
     Ping,
@@ -137,7 +138,12 @@ class ReplayServer:
         self, stream: str, client_id: str, events: list[Recorded], found: bool
     ) -> AsyncIterator[bytes]:
         codec = self.sse_codec
-        connected = {"clientId": client_id, "stream": stream.replace("/", "."), "timestamp": _now()}
+        connected = {
+            "clientId": client_id,
+            "stream": stream.replace("/", "."),
+            "v": PROTOCOL_VERSION,
+            "timestamp": _now(),
+        }
         yield codec.control_frame(CONNECTED, connected, stream)
         if not found:
             yield codec.control_frame(RESET, _reset_data(), stream)

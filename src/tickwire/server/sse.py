@@ -28,6 +28,7 @@ from tickwire.server.http import CORRELATION_HEADER, client_ip, cors_headers, er
 from tickwire.server.streaming import Flusher, app_flusher
 from tickwire.server.writer import Writer
 from tickwire.wire.sse import GzipStream, SSECodec
+from tickwire.wire.ws import PROTOCOL_VERSION
 
 log = logging.getLogger("tickwire.sse")
 
@@ -177,7 +178,7 @@ class SSEResponse:
         )
         writer.attach(conn)
         await driver.start(200, self._headers())
-        connected = {"clientId": self.client_id, "stream": self.stream.name}
+        connected = {"clientId": self.client_id, "stream": self.stream.name, "v": PROTOCOL_VERSION}
         conn.send_control("connected", {**connected, "timestamp": iso_timestamp(node.clock.wall_ms())})
         self.admission.register(conn)
         watcher = asyncio.create_task(_close_when_gone(driver, conn))

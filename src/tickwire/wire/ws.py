@@ -284,12 +284,17 @@ def _with_rid(message: dict[str, Any], rid: Rid) -> dict[str, Any]:
     return message
 
 
+# The protocol's version (SPEC 6): in `authenticated`, `subscribed` and the SSE `connected`
+# event. A client refuses a major version it does not know.
+PROTOCOL_VERSION = 1
+
+
 def authenticated(user: str, rid: Rid = None) -> dict[str, Any]:
-    return _with_rid({"type": "authenticated", "userId": user}, rid)
+    return _with_rid({"type": "authenticated", "v": PROTOCOL_VERSION, "userId": user}, rid)
 
 
 def subscribed(rid: Rid, results: Sequence[tuple[str, bool]]) -> dict[str, Any]:
-    message: dict[str, Any] = {"type": "subscribed"}
+    message: dict[str, Any] = {"type": "subscribed", "v": PROTOCOL_VERSION}
     _with_rid(message, rid)
     message["streams"] = [{"stream": name, "recovered": recovered} for name, recovered in results]
     return message
