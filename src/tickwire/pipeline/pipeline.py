@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from tickwire.brokers.base import Batch, Broker, Publication
@@ -142,31 +143,38 @@ class PublishPipeline:
         return derived
 
     async def _follow_up(self, events: Sequence[Event], trace: str | None) -> None:
-        follow = FollowUp()
         for processor in self.processors:
-            more = await processor.after(events)
-            if more:
-                follow.pubs += more.pubs
-                follow.index += more.index
-        await self._publish_follow_up(follow, trace)
+            await self._publish_follow_up(functools.partial(processor.after, events), trace)
 
     async def publish_due(self) -> int:
-        """Publish what the processors held back and released now (one batch); how many."""
-        follow = FollowUp()
+        """Publish what the processors held back and released now (a batch each); how many."""
+        total = 0
         for processor in self.processors:
-            more = await processor.due()
-            if more:
-                follow.pubs += more.pubs
-                follow.index += more.index
-        return await self._publish_follow_up(follow)
+            total += await self._publish_follow_up(processor.due)
+        return total
 
-    async def _publish_follow_up(self, follow: FollowUp, trace: str | None = None) -> int:
-        if not follow:
-            return 0
-        batch = Batch(follow.pubs, self.clock.wall_ms(), index=follow.index, trace=trace)
-        events = await self.broker.submit(batch)
-        self._count(events)
-        return len(events)
+    async def _publish_follow_up(
+        self, make: Callable[[], Awaitable[FollowUp | None]], trace: str | None = None
+    ) -> int:
+        """One processor's follow-up as a batch; derived again when its state moved on."""
+        for _attempt in range(MAX_ATTEMPTS):
+            follow = await make()
+            if not follow:
+                return 0
+            batch = Batch(
+                follow.pubs, self.clock.wall_ms(), writes=follow.writes, index=follow.index, trace=trace
+            )
+            try:
+                events = await self.broker.submit(batch)
+            except StateConflict:
+                continue
+            self._count(events)
+            return len(events)
+        log.warning(
+            "a follow-up was dropped: its state kept changing under it",
+            extra={"publish_correlation_id": trace},
+        )
+        return 0
 
     def _count(self, events: Sequence[Event]) -> None:
         published = self.metrics.published

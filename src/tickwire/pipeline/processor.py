@@ -93,13 +93,17 @@ class StateView:
 
 @dataclass(slots=True)
 class FollowUp:
-    """Events a processor publishes as a batch of their own (after stamping, or on time)."""
+    """Events a processor publishes as a batch of their own (after stamping, or on time), with
+    the state they were derived from: when a write conflicts (another node wrote that state),
+    the pipeline asks the processor again (`after` or `due` with the same arguments), so those
+    must read the state afresh each time."""
 
     pubs: list[Publication] = field(default_factory=list)
     index: list[IndexChange] = field(default_factory=list)
+    writes: list[StateWrite] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.pubs or self.index)
+        return bool(self.pubs or self.index or self.writes)
 
 
 class Processor(Protocol):
