@@ -116,6 +116,49 @@ def test_ids_are_unique_across_logs_stamped_in_the_same_millisecond(factory: Bro
     run(factory, body)
 
 
+def test_log_events_are_numbered_per_type_and_item(factory: BrokerFactory) -> None:
+    """`seq` counts a log's events of one type (of one strategy, for strategy events),
+    consecutively from 1; ticks have none."""
+
+    async def body(broker: Broker, sink: Sink) -> None:
+        pubs = [
+            alert("a", 1),
+            Publication("order:update", {"orderId": "o1"}, "user:a"),
+            alert("a", 2),
+            Publication("strategy:update", {"strategyId": "s1"}, "user:a", strategy="s1"),
+            Publication("strategy:update", {"strategyId": "s2"}, "user:a", strategy="s2"),
+            Publication("strategy:update", {"strategyId": "s1"}, "user:a", strategy="s1"),
+            alert("b", 1),
+            price("AAPL", 1),
+        ]
+        stamped = await broker.publish(pubs, 1)
+        assert [e.seq for e in stamped] == [1, 1, 2, 1, 1, 2, 1, None]
+        assert [e.seq for e in sink.events] == [1, 1, 2, 1, 1, 2, 1, None]
+        (third,) = await broker.publish([alert("a", 3)], 2)
+        assert third.seq == 3
+        replayed = (await broker.history("user:a", None)).events
+        assert [e.seq for e in replayed] == [1, 1, 2, 1, 1, 2, 3]
+
+    run(factory, body)
+
+
+def test_log_event_numbers_reach_every_node(request: pytest.FixtureRequest) -> None:
+    """Another node learns an event's `seq` from the store's message, not by counting."""
+    make = redis_factory(request)
+
+    async def body(broker: Broker, sink: Sink) -> None:
+        other, other_sink = make(), Sink(watched={"user:a"})
+        await other.start(other_sink)
+        try:
+            await broker.publish([alert("a", 1), alert("a", 2), price("AAPL", 1)], 1)
+            await other_sink.wait_until(lambda: len(other_sink.events) == 3)
+            assert [e.seq for e in other_sink.events] == [1, 2, None]
+        finally:
+            await other.stop()
+
+    run(make, body)
+
+
 def test_ticks_get_unique_ids_but_no_history(factory: BrokerFactory) -> None:
     async def body(broker: Broker, sink: Sink) -> None:
         ticks = await broker.publish([price("AAPL", 1), price("AAPL", 2), price("MSFT", 3)], 5)
@@ -246,6 +289,7 @@ def test_forgetting_history_keeps_offsets_counting(factory: BrokerFactory) -> No
         assert (await broker.history("user:a", pos_of(stamped[-1]))).reset is None
         (later,) = await broker.publish([alert("a", 9)], 2)
         assert pos_of(later).offset == pos_of(stamped[-1]).offset + 1
+        assert later.seq == 4  # numbering survives forgetting, so a reader sees no false hole
 
     run(factory, body)
 

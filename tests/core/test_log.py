@@ -32,6 +32,20 @@ def test_ticks_get_unique_positions_without_taking_offsets() -> None:
     assert len(log) == 2  # ticks are not kept
 
 
+def test_log_events_are_numbered_per_sequence_key() -> None:
+    log = EventLog("user:a", epoch=42, capacity=2)
+    numbered = [
+        log.append("alert:new", {}, 1).seq,
+        log.append("order:update", {}, 2).seq,
+        log.append("alert:new", {}, 3).seq,
+        log.append("strategy:update", {}, 4, seq_key="strategy:update:s1").seq,
+        log.append("strategy:update", {}, 5, seq_key="strategy:update:s2").seq,
+        log.stamp_tick("price:update", {}, 6, None).seq,
+        log.append("alert:new", {}, 7).seq,  # beyond the capacity: numbering goes on
+    ]
+    assert numbered == [1, 1, 2, 1, 1, None, 3]
+
+
 def test_read_after_returns_exactly_the_later_events() -> None:
     log = filled(10)
     events = log.read_after(Position(42, 4, 4))

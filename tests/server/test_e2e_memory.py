@@ -64,6 +64,7 @@ def wait_forgotten(server: ServerProcess, within_s: float = 60.0) -> None:
         time.sleep(0.5)
 
 
+@pytest.mark.timeout(360)  # two waves of 200,000 users and two state TTLs: slow on a loaded machine
 def test_memory_is_reused_across_waves_of_distinct_users(short_lived: ServerProcess) -> None:
     server = short_lived
     wave(server, uid("first"))

@@ -41,6 +41,7 @@ def test_poll_without_after_returns_buffered_events_of_a_log_stream(server: Serv
     assert [(e["event"], e["id"]) for e in body["events"]] == [("alert:new", ids[0]), ("alert:new", ids[2])]
     assert body["events"][0]["data"]["alertId"] == "a-1"
     assert body["lastEventId"] == ids[2]
+    assert [e["seq"] for e in body["events"]] == [1, 2]  # numbered per type, like on every transport
 
 
 def test_poll_without_after_returns_the_snapshot_of_a_snapshot_stream(server: ServerProcess) -> None:

@@ -42,9 +42,13 @@ EVIL = [
     "\u2028\u2029\x85\x00\x0b\x0c",
 ]
 FIELD_LINE = re.compile(
-    rb"^(?:event: [a-z]+(?::[a-z]+)?|data: \{.*\}|id: [0-9]{13}-[0-9A-Za-z]+|retry: [0-9]+|: keepalive)$"
+    rb"^(?:event: [a-z]+(?::[a-z]+)?|data: \{.*\}|id: [0-9]{13}-[0-9A-Za-z]+|seq: [0-9]+|retry: [0-9]+|: keepalive)$"
 )
-LAYOUTS = ([b"event", b"data"], [b"event", b"data", b"id", b"retry"])
+LAYOUTS = (
+    [b"event", b"data"],
+    [b"event", b"data", b"id", b"retry"],
+    [b"event", b"data", b"seq", b"id", b"retry"],
+)
 
 
 @pytest.fixture(scope="module")

@@ -307,3 +307,19 @@ def test_keepalive_comment_when_idle(server: ServerProcess) -> None:
             stream.read_until(len(stream.events) + 1, 0.5)
         assert stream.parser.comments >= 1
         assert b": keepalive\n\n" in stream.raw
+
+
+def test_log_events_are_numbered_per_type_and_a_resume_keeps_the_numbers(server: ServerProcess) -> None:
+    """`seq` on the wire lets a reader see a hole without asking: consecutive per event type."""
+    user = uid("seq")
+    with open_stream(server, "orders", server.token(user), initial=2) as stream:
+        ids = publish(
+            server, order(user, "o-1"), alert(user, 1), fill(user, "o-1", 10, 1.5), order(user, "o-2")
+        )
+        stream.read_until(5)
+        numbered = [(e.event, e.seq) for e in stream.events[2:]]
+        assert numbered == [("order:update", 1), ("order:fill", 1), ("order:update", 2)]
+        assert stream.events[1].seq is None  # a snapshot is not a log event
+    with open_stream(server, "orders", server.token(user), headers={"Last-Event-ID": ids[0]}) as resumed:
+        read_until_type(resumed, "order:update", lambda d: d["orderId"] == "o-2")
+        assert [(e.event, e.seq) for e in resumed.events[1:]] == [("order:fill", 1), ("order:update", 2)]

@@ -426,6 +426,17 @@ def test_msgpack_round_trip(server: ServerProcess, compression: str | None) -> N
         ws.ping()
 
 
+@pytest.mark.parametrize("subprotocol", ["tickwire.json", "tickwire.msgpack"])
+def test_log_events_carry_their_seq_per_type(server: ServerProcess, subprotocol: str) -> None:
+    user = uid("wsseq")
+    with WSClient(server, server.token(user), subprotocol=subprotocol) as ws:
+        ws.subscribe("orders", rid="s")
+        server.publish(order(user, "o-1"), alert(user, 1), order(user, "o-1", status="filled"))
+        ws.event("orders", "order:update", lambda d: d.get("status") == "filled")
+        numbered = [(e["event"], e.get("seq")) for e in ws.events("orders")]
+        assert numbered == [("order:update", None), ("order:update", 1), ("order:update", 2)]
+
+
 def test_default_subprotocol_is_json_and_unknown_ones_are_refused(server: ServerProcess) -> None:
     with WSClient(server, subprotocol=None) as ws:
         assert ws.ws.subprotocol is None

@@ -69,6 +69,15 @@ def test_events_without_a_position_and_connection_wide_controls_leave_fields_out
     assert codec.keepalive_frame() is None
 
 
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.subprotocol)
+def test_a_log_event_carries_its_seq_after_its_id(codec: WSCodec) -> None:
+    event = Event("alert:new", {"level": "error", "urgent": True}, "user:a", Position(5, 1, 1), 1)
+    event.seq = 7
+    decoded = decode_frame(codec, codec.event_frame(event, "alerts"))
+    assert list(decoded) == ["type", "stream", "event", "id", "seq", "urgent", "data"]
+    assert decoded["seq"] == 7
+
+
 def test_json_frames_are_text_and_msgpack_frames_are_binary() -> None:
     assert not JSON_CODEC.binary
     assert MSGPACK_CODEC.binary
@@ -174,14 +183,18 @@ event_types = st.sampled_from(["order:update", "price:update", "alert:new", "str
     type_=event_types,
     pos=st.none()
     | st.builds(Position, st.integers(1, 2**40 - 1), st.integers(0, 2**48 - 1), st.integers(0, 2**48 - 1)),
+    seq=st.none() | st.integers(1, 2**53),
 )
 def test_event_frames_round_trip_in_both_codecs(
-    data: dict[str, Any], stream: str, type_: str, pos: Position | None
+    data: dict[str, Any], stream: str, type_: str, pos: Position | None, seq: int | None
 ) -> None:
     event = Event(type_, data, "user:a", pos, 1735819800000)
+    event.seq = seq
     expected: dict[str, Any] = {"type": "event", "stream": stream, "event": type_}
     if event.id is not None:
         expected["id"] = event.id
+    if seq is not None:
+        expected["seq"] = seq
     expected["data"] = data
     for codec in CODECS:
         decoded = decode_frame(codec, codec.event_frame(event, stream))

@@ -25,6 +25,22 @@ def test_event_frame_matches_the_spec_layout() -> None:
     )
 
 
+def test_a_log_event_carries_its_seq_between_data_and_id() -> None:
+    event = Event("alert:new", {"m": 1}, "user:a", Position(5, 1, 1), 1735819800000)
+    event.seq = 12
+    frame = SSECodec(5000).event_frame(event, "alerts")
+    assert frame == (
+        b'event: alert:new\ndata: {"m":1}\nseq: 12\nid: ' + event.id.encode() + b"\nretry: 5000\n\n"  # type: ignore[union-attr]
+    )
+    (parsed,) = list(SSEParser().feed(frame))
+    assert (parsed.event, parsed.seq, parsed.id) == ("alert:new", 12, event.id)
+
+
+def test_parser_ignores_a_seq_that_is_not_a_number() -> None:
+    assert [e.seq for e in SSEParser().feed(b"data: 1\nseq: -3\nseq: x\n\n")] == [None]
+    assert [e.seq for e in SSEParser().feed(b"seq: 4\ndata: 1\n\ndata: 2\n\n")] == [4, None]
+
+
 def test_events_without_position_carry_no_id_or_retry() -> None:
     event = Event("order:update", {"snapshot": True}, "user:a", None, 0)
     assert SSECodec().event_frame(event, "orders") == b'event: order:update\ndata: {"snapshot":true}\n\n'

@@ -28,7 +28,7 @@ from tickwire.brokers.base import (
 )
 from tickwire.brokers.retention import UserRetention
 from tickwire.core.clock import Clock, SystemClock
-from tickwire.core.event import Event, log_user, user_log
+from tickwire.core.event import Event, log_user, sequence_key, user_log
 from tickwire.core.ids import EPOCH_MAX, Position
 from tickwire.core.log import EventLog
 from tickwire.core.state import Finished, KeyedState, never_finished
@@ -132,7 +132,7 @@ class MemoryBroker(Broker):
             event = log.stamp_tick(pub.type, pub.data, ms, key)
         else:
             kept = len(log)
-            event = log.append(pub.type, pub.data, ms, key)
+            event = log.append(pub.type, pub.data, ms, key, sequence_key(pub.type, pub.strategy))
             self.buffered += len(log) - kept
         if pub.state is not None:
             assert event.pos is not None

@@ -68,6 +68,12 @@ CONTROL_TYPES = frozenset({"connected", "stream:reset", "connection:limit", "tes
 URGENT_FIELD = "urgent"
 
 
+def sequence_key(type_: str, item: str | None) -> str:
+    """What a log event's `seq` counts: events of its type (of its item, for item streams).
+    A stream is a union of types (of one item), so per-key continuity is its continuity."""
+    return type_ if item is None else f"{type_}:{item}"
+
+
 def iso_timestamp(ms: int) -> str:
     """ISO 8601 UTC with milliseconds and a Z, as every payload carries."""
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
@@ -77,7 +83,21 @@ def iso_timestamp(ms: int) -> str:
 class Event:
     """One stamped event: a log position, an id, a payload and cached wire forms."""
 
-    __slots__ = ("_json", "_wire", "data", "id", "key", "log", "ms", "pos", "tick", "trace", "type", "urgent")
+    __slots__ = (
+        "_json",
+        "_wire",
+        "data",
+        "id",
+        "key",
+        "log",
+        "ms",
+        "pos",
+        "seq",
+        "tick",
+        "trace",
+        "type",
+        "urgent",
+    )
 
     def __init__(
         self,
@@ -101,6 +121,9 @@ class Event:
         self.urgent = data.get(URGENT_FIELD) is True
         # The correlation id of the request that published it (live events only), for logs.
         self.trace: str | None = None
+        # A log event's number among the log's events of its sequence key (`sequence_key`):
+        # consecutive, so a reader sees a hole in a stream without asking the server.
+        self.seq: int | None = None
         self._json: bytes | None = None
         self._wire: dict[str, bytes] = {}
 

@@ -52,6 +52,7 @@ class EventLog:
         self._offset = 0
         self._tick = 0
         self._events: deque[Event] = deque(maxlen=capacity)
+        self._seqs: dict[str, int] = {}  # sequence key -> the last number given
 
     @property
     def end(self) -> Position:
@@ -65,11 +66,15 @@ class EventLog:
     def __len__(self) -> int:
         return len(self._events)
 
-    def append(self, type_: str, data: dict[str, Any], ms: int, key: str | None = None) -> Event:
-        """Stamp and keep a log event."""
+    def append(
+        self, type_: str, data: dict[str, Any], ms: int, key: str | None = None, seq_key: str | None = None
+    ) -> Event:
+        """Stamp and keep a log event, numbered within its sequence key (its type by default)."""
         self._offset += 1
         self._tick += 1
         event = Event(type_, data, self.name, self.end, ms, key=key)
+        counted = seq_key or type_
+        event.seq = self._seqs[counted] = self._seqs.get(counted, 0) + 1
         self._events.append(event)
         return event
 

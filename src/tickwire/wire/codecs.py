@@ -74,6 +74,8 @@ class JSONCodec:
         head = b'{"type":"event","stream":' + orjson.dumps(stream) + b',"event":' + orjson.dumps(event.type)
         if event.id is not None:
             head += b',"id":' + orjson.dumps(event.id)
+        if event.seq is not None:
+            head += b',"seq":%d' % event.seq
         if event.urgent:  # SPEC 6: error-level alerts say so in the envelope
             head += b',"urgent":true'
         return head + b',"data":' + event.json + b"}"
@@ -101,6 +103,7 @@ _KEY_EVENT = _packb("event")
 _KEY_ID = _packb("id")
 _KEY_DATA = _packb("data")
 _KEY_URGENT = _packb("urgent") + _packb(True)
+_KEY_SEQ = _packb("seq")
 _DATA_FORMAT = "msgpack"
 
 
@@ -123,7 +126,8 @@ class MsgpackCodec:
     def event_frame(self, event: Event, stream: str) -> bytes:
         data = event.wire(_DATA_FORMAT, _pack_data)  # the payload, packed once per event
         has_id = event.id is not None
-        out = bytearray(((0x84 + has_id + event.urgent),))  # a fixmap of 4 to 6 entries
+        has_seq = event.seq is not None
+        out = bytearray(((0x84 + has_id + has_seq + event.urgent),))  # a fixmap of 4 to 7 entries
         out += _KEY_TYPE_EVENT
         out += _KEY_STREAM
         out += _packb(stream)
@@ -132,6 +136,9 @@ class MsgpackCodec:
         if event.id is not None:
             out += _KEY_ID
             out += _packb(event.id)
+        if event.seq is not None:
+            out += _KEY_SEQ
+            out += _packb(event.seq)
         if event.urgent:
             out += _KEY_URGENT
         out += _KEY_DATA

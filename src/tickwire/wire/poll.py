@@ -1,6 +1,8 @@
 """The poll / long-poll / backfill body (SPEC section 7), built in one place.
 
-    {"events":[{"event":...,"id":...,"data":{...}}],"lastEventId":...,"recovered":true|false}
+    {"events":[{"event":...,"id":...,"seq":N,"data":{...}}],"lastEventId":...,"recovered":true|false}
+
+A log event's `seq` (core/event.py) is there as on the other transports; ticks have none.
 
 `lastEventId` is the id of the last returned event that has one, else the `after` the
 client gave when it was honoured (so the client keeps its place), else null. A reply to
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from tickwire.core.event import Event
 from tickwire.errors import Refused
 
 
@@ -30,7 +33,7 @@ class PolledEvent(Protocol):
 def poll_body(
     events: Iterable[PolledEvent], after: str | None, *, recovered: bool, reason: str | None = None
 ) -> dict[str, Any]:
-    items = [{"event": e.type, "id": e.id, "data": e.data} for e in events]
+    items = [_item(e) for e in events]
     last = next((item["id"] for item in reversed(items) if item["id"] is not None), None)
     body: dict[str, Any] = {
         "events": items,
@@ -40,6 +43,12 @@ def poll_body(
     if reason is not None:
         body["reason"] = reason
     return body
+
+
+def _item(event: PolledEvent) -> dict[str, Any]:
+    if isinstance(event, Event) and event.seq is not None:
+        return {"event": event.type, "id": event.id, "seq": event.seq, "data": event.data}
+    return {"event": event.type, "id": event.id, "data": event.data}
 
 
 def poll_limit(raw: str | None, default: int, high: int) -> int:

@@ -37,14 +37,17 @@ class SSECodec:
 
     def event_frame(self, event: Event, stream: str) -> bytes:
         # Built once per event (Event.wire caches it) and shared by every subscriber.
-        return self.frame(event.type, event.json, event.id)
+        return self.frame(event.type, event.json, event.id, event.seq)
 
-    def frame(self, type_: str, data: bytes, event_id: str | None) -> bytes:
-        """The frame of an event given by its parts (type, payload as JSON, id): also what
-        the replay server (client/replay.py) serves recorded events with."""
+    def frame(self, type_: str, data: bytes, event_id: str | None, seq: int | None = None) -> bytes:
+        """The frame of an event given by its parts (type, payload as JSON, id, and for a log
+        event its `seq`, a field EventSource ignores): also what the replay server
+        (client/replay.py) serves recorded events with."""
         head = b"event: " + _field(type_) + b"\ndata: " + data
         if event_id is None:
             return head + b"\n\n"
+        if seq is not None:
+            head += b"\nseq: %d" % seq
         return head + b"\nid: " + _field(event_id) + b"\n" + self._retry
 
     def control_frame(self, type_: str, data: dict[str, Any], stream: str | None) -> bytes:
@@ -73,6 +76,7 @@ class SSEEvent:
     data: str
     id: str | None
     retry: int | None = None
+    seq: int | None = None
 
     def json(self) -> Any:
         return orjson.loads(self.data)
@@ -87,6 +91,7 @@ class SSEParser:
         self._data: list[str] = []
         self._id: str | None = None
         self._retry: int | None = None
+        self._seq: int | None = None
         self._pending_cr = False
         self.last_event_id: str | None = None
         self.comments = 0
@@ -121,10 +126,12 @@ class SSEParser:
     def _line(self, line: str) -> SSEEvent | None:
         if line == "":
             if not self._data:
-                self._event, self._id = "", None
+                self._event, self._id, self._seq = "", None, None
                 return None
-            event = SSEEvent(self._event or "message", "\n".join(self._data), self._id, self._retry)
-            self._event, self._data, self._id, self._retry = "", [], None, None
+            event = SSEEvent(
+                self._event or "message", "\n".join(self._data), self._id, self._retry, self._seq
+            )
+            self._event, self._data, self._id, self._retry, self._seq = "", [], None, None, None
             return event
         if line.startswith(":"):
             self.comments += 1
@@ -141,4 +148,6 @@ class SSEParser:
             self.last_event_id = value
         elif name == "retry" and value.isdigit():
             self._retry = int(value)
+        elif name == "seq" and value.isdigit():
+            self._seq = int(value)
         return None

@@ -12,7 +12,8 @@
 --       writes: MessagePack array, per processor state written: log, name, expected version,
 --       value JSON ("" deletes); index: MessagePack array, per change: set, member, "1"/"0";
 --       trace: the publisher's correlation id ("" = none), passed on in the message.
--- Returns epoch, offset, tick per event (flat; 0, 0, 0 for a conditional tick left out), or
+-- Returns epoch, offset, tick, seq per event (flat; seq 0 for ticks; all 0 for a conditional
+-- tick left out), or
 -- the error TICKWIRE_CONFLICT (nothing written) when a write's state moved on.
 
 local ms = ARGV[2]
@@ -156,17 +157,25 @@ local function stamp(log, typ, flag, kind, key, strategy, ks, vs)
     m.offset = m.offset + 1
   end
   local data = join_object(ks, vs)
+  local seq = 0
   if not tick then
     local cap = public_cap
     if m.user then
       cap = user_cap
     end
+    -- The event's number among the log's events of its sequence key (core/event.py).
+    local counted = typ
+    if strategy ~= '' then
+      counted = typ .. ':' .. strategy
+    end
+    seq = redis.call('HINCRBY', m.mk, 'q:' .. counted, 1)
     local id = num(m.offset) .. '-' .. num(m.tick)
     if kind ~= '' then
       redis.call('XADD', m.base .. ':events', 'MAXLEN', cap, id, 'type', typ, 'data', data, 'ms', ms,
-        'kind', kind, 'key', key)
+        'seq', seq, 'kind', kind, 'key', key)
     else
-      redis.call('XADD', m.base .. ':events', 'MAXLEN', cap, id, 'type', typ, 'data', data, 'ms', ms)
+      redis.call('XADD', m.base .. ':events', 'MAXLEN', cap, id, 'type', typ, 'data', data, 'ms', ms,
+        'seq', seq)
     end
     m.appended = true
   end
@@ -183,6 +192,7 @@ local function stamp(log, typ, flag, kind, key, strategy, ks, vs)
   reply[#reply + 1] = m.epoch
   reply[#reply + 1] = m.offset
   reply[#reply + 1] = m.tick
+  reply[#reply + 1] = seq
   local state = 'null,null'
   if kind ~= '' then
     state = cjson.encode(kind) .. ',' .. cjson.encode(key)
@@ -193,7 +203,7 @@ local function stamp(log, typ, flag, kind, key, strategy, ks, vs)
   end
   parts[#parts + 1] = '[' .. cjson.encode(log) .. ',' .. num(m.epoch) .. ',' .. num(m.offset) .. ','
     .. num(m.tick) .. ',' .. ms .. ',' .. cjson.encode(typ) .. ',' .. tick_flag .. ',' .. state .. ','
-    .. data .. ']'
+    .. data .. ',' .. num(seq) .. ']'
 end
 
 local a = 1
@@ -209,6 +219,7 @@ for _ = 1, count do
   a = a + 9 + 2 * np
   if cond ~= '' and stored_version(log, cond) ~= tonumber(cond_version) then
     reply[#reply + 1] = 0  -- a conditional tick whose state moved on: left out
+    reply[#reply + 1] = 0
     reply[#reply + 1] = 0
     reply[#reply + 1] = 0
   else

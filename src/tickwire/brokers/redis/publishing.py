@@ -173,12 +173,14 @@ class Publisher:
         events = []
         last: dict[str, Position] = {}
         for i, pub in enumerate(pubs):
-            epoch = int(reply[3 * i])
+            epoch = int(reply[4 * i])
             if epoch == 0:  # a conditional tick whose state moved on: left out
                 continue
-            pos = Position(epoch, int(reply[3 * i + 1]), int(reply[3 * i + 2]))
+            pos = Position(epoch, int(reply[4 * i + 1]), int(reply[4 * i + 2]))
+            seq = int(reply[4 * i + 3]) or None
             event = Event(pub.type, pub.data, pub.log, pos, ms, key=pub.conflation_key, tick=pub.tick)
             event.trace = trace
+            event.seq = seq
             events.append(event)
             last[pub.log] = pos
         echo = self._echo

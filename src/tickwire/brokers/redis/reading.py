@@ -45,9 +45,12 @@ def entry_event(log_name: str, epoch: int, entry: list[Any]) -> Event:
     kind = fields.get(b"kind")
     key = f"{log_name}|{text(kind)}|{text(fields[b'key'])}" if kind is not None else None
     pos = Position(epoch, int(offset), int(tick))
-    return Event(
+    event = Event(
         text(fields[b"type"]), orjson.loads(fields[b"data"]), log_name, pos, int(fields[b"ms"]), key=key
     )
+    seq = fields.get(b"seq")
+    event.seq = int(seq) if seq is not None else None
+    return event
 
 
 def tick_event(log_name: str, epoch: int, row: list[Any]) -> Event:

@@ -129,16 +129,19 @@ class Subscription:
 
     def on_batch(self, payload: bytes) -> None:
         """A `{p}:events` message: `{"v":1,"c":trace?,"events":[[log, epoch, offset, tick, ms,
-        type, isTick, kind|null, key|null, data], ...]}` (docs/redis.md), each event accepted."""
+        type, isTick, kind|null, key|null, data, seq], ...]}` (docs/redis.md; seq is 0 for
+        ticks, and absent from messages of nodes before it), each event accepted."""
         accept = self._accept
         batch = orjson.loads(payload)
         trace = batch.get("c")
-        for log_name, epoch, offset, tick, ms, type_, is_tick, kind, key, data in batch["events"]:
+        for row in batch["events"]:
+            log_name, epoch, offset, tick, ms, type_, is_tick, kind, key, data = row[:10]
             ckey = f"{log_name}|{kind}|{key}" if kind is not None else None
             event = Event(
                 type_, data, log_name, Position(epoch, offset, tick), ms, key=ckey, tick=bool(is_tick)
             )
             event.trace = trace
+            event.seq = (row[10] or None) if len(row) > 10 else None
             accept(event)
 
     def on_control(self, payload: bytes) -> None:
