@@ -40,7 +40,9 @@ def venv_python() -> str:
 
 
 def tickwire_env(src: Path, port: int, secret: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKWIRE_")}
+    # Only TICKWIRE_DRIVER passes through: `TICKWIRE_DRIVER=asgi bench/run.py ...` measures
+    # the ASGI driver.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKWIRE_") or k == "TICKWIRE_DRIVER"}
     env.update(
         {
             "PYTHONPATH": str(src),

@@ -65,6 +65,7 @@ def test_env_lists_are_comma_separated() -> None:
         ({"TICKWIRE_BROKER": "kafka://x"}, "redis://"),
         ({"TICKWIRE_SECRET": "short"}, "at least 32 bytes"),
         ({"TICKWIRE_DEMO": "maybe"}, "TICKWIRE_DEMO"),
+        ({"TICKWIRE_DRIVER": "uring"}, "TICKWIRE_DRIVER: Value error, must be native or asgi (got 'uring')"),
     ],
 )
 def test_invalid_values_name_the_setting(env: dict[str, str], message: str) -> None:
@@ -96,3 +97,33 @@ def test_bad_files_are_explained(tmp_path: Path) -> None:
     listing.write_text("- a\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_settings(listing, env={})
+
+
+def test_the_tick_cap_is_off_by_default_and_validated() -> None:
+    assert load_settings(env={"TICKWIRE_SECRET": SECRET}).client_max_events_s == 0
+    s = load_settings(env={"TICKWIRE_SECRET": SECRET, "TICKWIRE_CLIENT_MAX_EVENTS_S": "10"})
+    assert s.client_max_events_s == 10
+    for bad in ("-1", "ten", "1e9"):
+        with pytest.raises(ConfigError, match="TICKWIRE_CLIENT_MAX_EVENTS_S"):
+            load_settings(env={"TICKWIRE_SECRET": SECRET, "TICKWIRE_CLIENT_MAX_EVENTS_S": bad})
+
+
+def test_several_workers_need_a_shared_broker() -> None:
+    with pytest.raises(ConfigError, match="workers=2 needs a shared broker") as err:
+        load_settings(env={"TICKWIRE_SECRET": SECRET}, overrides={"workers": 2})
+    assert "redis://" in str(err.value)
+    s = load_settings(
+        env={"TICKWIRE_SECRET": SECRET, "TICKWIRE_BROKER": "redis://127.0.0.1:1/0"}, overrides={"workers": 2}
+    )
+    assert s.workers == 2
+    with pytest.raises(ConfigError, match="TICKWIRE_WORKERS"):
+        load_settings(env={"TICKWIRE_SECRET": SECRET, "TICKWIRE_WORKERS": "0"})
+    with pytest.raises(ConfigError, match="run the demo with one worker"):
+        load_settings(
+            env={"TICKWIRE_DEMO": "1", "TICKWIRE_BROKER": "redis://127.0.0.1:1/0"}, overrides={"workers": 2}
+        )
+
+
+def test_the_driver_is_native_by_default_and_asgi_on_request() -> None:
+    assert load_settings(env={"TICKWIRE_SECRET": SECRET}).driver == "native"
+    assert load_settings(env={"TICKWIRE_SECRET": SECRET, "TICKWIRE_DRIVER": "ASGI"}).driver == "asgi"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
@@ -15,6 +14,7 @@ import click
 import httpx
 import orjson
 
+from tickwire.cli_stream import record, tail
 from tickwire.config import MIN_SECRET_BYTES, Settings, load_settings
 from tickwire.errors import ConfigError
 from tickwire.node import Node
@@ -46,23 +46,41 @@ def main() -> None:
 @click.option("--cors-origins", help="Comma-separated allowed origins [*].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Processes serving the port (SO_REUSEPORT); more than one needs --broker redis://... [1].",
+)
+@click.option(
     "--replay",
     type=click.Path(exists=True, dir_okay=False),
     help="Serve this recording (tickwire record) as a deterministic fixture server instead.",
 )
 def serve(config: str | None, replay: str | None, **flags: Any) -> None:
     """Run a tickwire node (or, with --replay, a fixture server for a recording)."""
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if replay is not None:
+        _serve_replay(replay, config, overrides)
+        return
+    settings = _settings(config, overrides)
+    if settings.workers > 1:
+        from tickwire.logs import configure_logging
+        from tickwire.workers import Supervisor
+
+        configure_logging(settings.log_level)
+        sys.exit(Supervisor(settings, run_node, announce=_announce).serve())
+    _announce(settings)
+    run_node(settings)
+
+
+def run_node(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
+    """Serve one node until SIGTERM/SIGINT, on `sockets` when given (a worker's), else on
+    settings.host and port."""
     import uvicorn
 
     from tickwire.drivers.uvicorn_ws import PROTOCOL_MAX_SIZE, uvicorn_ws_protocol
     from tickwire.logs import configure_logging
     from tickwire.server.app import create_app
 
-    overrides = {k: v for k, v in flags.items() if v is not None}
-    if replay is not None:
-        _serve_replay(replay, config, overrides)
-        return
-    settings = _settings(config, overrides)
     configure_logging(settings.log_level)
     if settings.demo:
         from tickwire.demo import create_demo_app
@@ -78,7 +96,7 @@ def serve(config: str | None, replay: str | None, **flags: Any) -> None:
         port=settings.port,
         loop="uvloop",
         http=_http_protocol(settings, lambda reason: rejected.labels(reason).inc()),
-        ws=uvicorn_ws_protocol(),
+        ws=uvicorn_ws_protocol(native=settings.driver == "native"),
         ws_max_size=PROTOCOL_MAX_SIZE,
         ws_ping_interval=None,  # the app sends its own ping frames (server/ws.py)
         ws_per_message_deflate=True,
@@ -89,13 +107,13 @@ def serve(config: str | None, replay: str | None, **flags: Any) -> None:
         # read, a publish in flight) gets the same grace again, then is cut off.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
-    _announce(settings)
-    _handing_over(uv_config, app.state.close_connections).run()
+    _handing_over(uv_config, app.state.close_connections).run(sockets)
 
 
 def _http_protocol(settings: Settings, on_refused: Callable[[str], None] | None = None) -> Any:
     """uvicorn's HTTP protocol with the bounds of `settings` on request heads (size, time)
-    and on open connections per client IP (drivers/uvicorn_http.py)."""
+    and on open connections per client IP (drivers/uvicorn_http.py), handing SSE responses
+    to the native driver unless TICKWIRE_DRIVER=asgi."""
     from tickwire.drivers.uvicorn_http import ConnectionGuard, uvicorn_http_protocol
 
     guard = ConnectionGuard(
@@ -104,7 +122,7 @@ def _http_protocol(settings: Settings, on_refused: Callable[[str], None] | None 
         max_conns_per_ip=settings.max_conns_per_ip,
         on_refused=on_refused,
     )
-    return uvicorn_http_protocol(guard)
+    return uvicorn_http_protocol(guard, native=settings.driver == "native")
 
 
 def _handing_over(config: Any, close_connections: Callable[[], Awaitable[int]]) -> Any:
@@ -162,7 +180,8 @@ async def _gc_policy(node: Node) -> None:
 def _announce(settings: Settings) -> None:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{host}:{settings.port}"
-    click.echo(f"tickwire listening on {url} (broker: {settings.broker})", err=True)
+    workers = f", {settings.workers} workers" if settings.workers > 1 else ""
+    click.echo(f"tickwire listening on {url} (broker: {settings.broker}{workers})", err=True)
     if settings.demo:
         click.echo(f"demo: open {url}/?user=alice in a browser (demo users: alice, bob, admin)", err=True)
         if not os.environ.get("TICKWIRE_SECRET"):
@@ -248,164 +267,8 @@ def publish(
         click.echo(event_id)
 
 
-def _stream_options(command: Any) -> Any:
-    """The options `tail` and `record` share."""
-    for option in reversed(
-        [
-            click.option(
-                "--transport",
-                type=click.Choice(["sse", "ws", "poll"]),
-                default="sse",
-                show_default=True,
-                help="sse: one HTTP stream; ws: the server's /ws socket; poll: long-polling.",
-            ),
-            click.option("--token", help="Session token [TICKWIRE_TOKEN]."),
-            click.option("--max-events", type=click.IntRange(1), help="Stop after this many events."),
-            click.option(
-                "--duration", type=click.FloatRange(0, min_open=True), help="Stop after this many seconds."
-            ),
-            click.option("--last-event-id", help="Resume after this id."),
-        ]
-    ):
-        command = option(command)
-    return command
-
-
-@main.command()
-@click.argument("url")
-@_stream_options
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per event per line.")
-def tail(
-    url: str,
-    transport: str,
-    token: str | None,
-    max_events: int | None,
-    duration: float | None,
-    last_event_id: str | None,
-    as_json: bool,
-) -> None:
-    """Print the events of a stream URL, e.g. http://127.0.0.1:8080/api/stream/prices.
-
-    Runs the resilient client: it reconnects with backoff, resumes, drops duplicates, repairs
-    gaps and falls back to polling; state changes go to stderr."""
-
-    def show(event: Any) -> bool:
-        _print_event(event.type, event.id, event.data, as_json, event.stream)
-        return True
-
-    count = _run_client(url, transport, token, max_events, duration, last_event_id, show)
-    click.echo(f"{count} events", err=True)
-
-
-@main.command()
-@click.argument("url")
-@click.option(
-    "--out", "out", required=True, type=click.Path(dir_okay=False, writable=True), help="JSONL file."
-)
-@_stream_options
-def record(
-    url: str,
-    out: str,
-    transport: str,
-    token: str | None,
-    max_events: int | None,
-    duration: float | None,
-    last_event_id: str | None,
-) -> None:
-    """Record the events of a stream URL to a JSON Lines file (replay it with
-    `tickwire serve --replay FILE`). Control events (connected, resets) are not recorded;
-    --max-events counts recorded events."""
-    from tickwire.client.replay import write_event
-
-    with open(out, "wb") as f:
-
-        def keep(event: Any) -> bool:
-            if write_event(f, event):
-                f.flush()
-                return True
-            return False
-
-        count = _run_client(url, transport, token, max_events, duration, last_event_id, keep)
-    click.echo(f"{count} events recorded to {out}", err=True)
-
-
-def split_stream_url(url: str) -> tuple[str, str, str]:
-    """`http://h:p/api/stream/orders?x=1` -> (`http://h:p`, `/api/stream`, `orders?x=1`)."""
-    parsed = httpx.URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise click.BadParameter(f"not an http(s) stream address: {url}", param_hint="URL")
-    base = f"{parsed.scheme}://{parsed.netloc.decode()}"
-    path = parsed.path.rstrip("/")
-    head, sep, rest = path.partition("/strategies/")
-    if sep:
-        prefix, stream = head, "strategies/" + rest
-    else:
-        prefix, _, stream = path.rpartition("/")
-    if not stream:
-        raise click.BadParameter(f"no stream in {url} (e.g. {base}/api/stream/orders)", param_hint="URL")
-    query = parsed.query.decode()
-    return base, prefix or "/", stream + (f"?{query}" if query else "")
-
-
-def _run_client(
-    url: str,
-    transport: str,
-    token: str | None,
-    max_events: int | None,
-    duration: float | None,
-    last_event_id: str | None,
-    handle: Any,
-) -> int:
-    """Run the client on one stream until --max-events / --duration; the events handled."""
-    from tickwire.client import Client, ClientError, StreamSpec
-
-    base, prefix, stream = split_stream_url(url)
-    spec = StreamSpec.parse(stream)
-    bearer = token or os.environ.get("TICKWIRE_TOKEN") or None
-    count = 0
-
-    async def run() -> None:
-        nonlocal count
-        client = Client(
-            base,
-            [spec],
-            transport=transport,
-            token=bearer,
-            prefix=prefix,
-            last_event_ids={spec.key: last_event_id} if last_event_id else None,
-        )
-        client.on_state_change(lambda change: click.echo(f"[{change.new.value}] {change.reason}", err=True))
-        try:
-            async with asyncio.timeout(duration), client:
-                async for event in client.events():
-                    if handle(event):
-                        count += 1
-                        if max_events is not None and count >= max_events:
-                            return
-        except TimeoutError:
-            pass
-
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
-    except ClientError as exc:
-        raise click.ClickException(str(exc)) from None
-    return count
-
-
-def _print_event(
-    event: str, event_id: str | None, data: Any, as_json: bool, stream: str | None = None
-) -> None:
-    if as_json:
-        item: dict[str, Any] = {"event": event, "id": event_id, "data": data}
-        if stream:
-            item["stream"] = stream
-        sys.stdout.write(orjson.dumps(item).decode() + "\n")
-    else:
-        text = data if isinstance(data, str) else orjson.dumps(data).decode()
-        sys.stdout.write(f"{event} {event_id or '-'} {text}\n")
-    sys.stdout.flush()
+main.add_command(tail)
+main.add_command(record)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tickwire.core.sanitize import is_secret_key
 from tickwire.errors import ConfigError
+from tickwire.upstream.config import UpstreamConfig, check_unique, parse_upstreams
 
 ENV_PREFIX = "TICKWIRE_"
 MIN_SECRET_BYTES = 32
+DRIVERS = ("native", "asgi")  # TICKWIRE_DRIVER: how streams are written (drivers/native.py)
 
 
 class Settings(BaseModel):
@@ -44,6 +47,20 @@ class Settings(BaseModel):
     max_conns_per_user: int = Field(10, ge=1, le=10_000, description="concurrent connections per user")
     connect_rate: int = Field(5, ge=0, description="connection attempts per minute per IP, 0 = off")
     throttle_ms: int = Field(100, ge=0, le=60_000, description="conflation window for ticks, 0 = off")
+    client_max_events_s: float = Field(
+        0.0,
+        ge=0,
+        le=100_000,
+        description="per connection, at most this many ticks per second, the others conflated per key "
+        "until the cap allows (0 = no cap); log events are never capped",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="`tickwire serve` processes sharing the port (SO_REUSEPORT); more than one needs "
+        "the Redis broker, which shares history and limits between them",
+    )
     cors_origins: tuple[str, ...] = Field(
         ("*",), description="allowed origins; `*` = any, never with credentials"
     )
@@ -127,6 +144,37 @@ class Settings(BaseModel):
         5.0, gt=0, le=10_000, description="simulated price updates per second per symbol"
     )
     log_level: str = Field("info", description="debug, info, warning or error")
+    driver: str = Field(
+        "native",
+        description="how `tickwire serve` writes SSE responses and WebSocket frames: `native` "
+        "(straight to the socket) or `asgi` (through the ASGI server's send)",
+    )
+    # Alerts and scans (SPEC 13).
+    alert_max_rules: int = Field(100, ge=1, le=10_000, description="alert rules per user")
+    alert_history: int = Field(
+        1000, ge=1, le=100_000, description="alerts kept per user in the alert history (GET /api/alerts)"
+    )
+    alert_retention_s: float = Field(
+        7 * 86400.0, gt=0, description="how long an alert stays in the history, seconds"
+    )
+    alert_log: bool = Field(True, description="log a line for every rule firing (the log action)")
+    alert_webhook_url: str = Field(
+        "", description="POST every rule firing as JSON {user, alert} to this URL (empty = no webhook)"
+    )
+    alert_webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="timeout of one webhook request")
+    alert_webhook_retries: int = Field(
+        3, ge=0, le=10, description="webhook retries after a timeout, a connection error, 429 or 5xx"
+    )
+    scan_max: int = Field(100, ge=1, le=10_000, description="scans defined at most")
+    scan_max_symbols: int = Field(1000, ge=1, le=100_000, description="symbols in one scan's universe")
+    scan_queue: int = Field(
+        100, ge=1, le=10_000, description="on-demand cycles queued per scan; beyond, POST .../run gets 429"
+    )
+    upstreams: tuple[UpstreamConfig, ...] = Field(
+        (),
+        description="provider connections feeding public logs (SPEC 12); TICKWIRE_UPSTREAMS names a "
+        "YAML file holding the list",
+    )
 
     @field_validator("cors_origins", "demo_symbols", "strip_fields", mode="before")
     @classmethod
@@ -134,6 +182,16 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("upstreams", mode="before")
+    @classmethod
+    def _upstreams_file(cls, value: Any) -> Any:
+        return parse_upstreams(value)
+
+    @field_validator("upstreams")
+    @classmethod
+    def _upstreams_unique(cls, value: tuple[UpstreamConfig, ...]) -> tuple[UpstreamConfig, ...]:
+        return check_unique(value)
 
     @field_validator("prefix")
     @classmethod
@@ -150,11 +208,25 @@ class Settings(BaseModel):
             raise ValueError("must be debug, info, warning or error")
         return value.lower()
 
+    @field_validator("driver")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        if value.lower() not in DRIVERS:
+            raise ValueError(f"must be {' or '.join(DRIVERS)}")
+        return value.lower()
+
     @field_validator("broker")
     @classmethod
     def _broker(cls, value: str) -> str:
         if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be `memory` or a redis:// URL")
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (or empty)")
         return value
 
     @field_validator("secret")
@@ -170,6 +242,21 @@ class Settings(BaseModel):
     def _poll_limits(self) -> Settings:
         if self.poll_default_limit > self.poll_max_limit:
             raise ValueError("poll_default_limit must not exceed poll_max_limit")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_share_a_broker(self) -> Settings:
+        if self.workers > 1 and self.broker == "memory":
+            raise ValueError(
+                f"workers={self.workers} needs a shared broker: the memory broker keeps history, "
+                "state and limits inside one process, so each worker would serve its own; set "
+                "TICKWIRE_BROKER (or --broker) to redis://host:port/db, or run one worker"
+            )
+        if self.workers > 1 and self.demo:
+            raise ValueError(
+                f"workers={self.workers} with the demo: each worker would run its own market "
+                "simulator and bots, publishing conflicting prices; run the demo with one worker"
+            )
         return self
 
     @property
@@ -253,6 +340,10 @@ def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
             continue
         field = str(err["loc"][0])
         where = sources.get(field, field)
-        got = "(hidden)" if field == "secret" else repr(err.get("input"))
+        inner = [str(part) for part in err["loc"][1:]]  # e.g. upstreams: 0, kind
+        if inner:
+            where += "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in inner)
+        hidden = field == "secret" or any(is_secret_key(p) for p in inner)
+        got = "(hidden)" if hidden else repr(err.get("input"))[:200]
         lines.append(f"{where}: {err['msg']} (got {got})")
     return "invalid configuration: " + "; ".join(lines)

@@ -13,6 +13,8 @@ TickwireError
 ├── DecodeError            a frame that is not one valid message in its encoding
 ├── MalformedId            text that is not an event id this server could have issued
 ├── PeerGone               a client's socket went away (or refuses writes): stop writing
+├── RuleError              an invalid alert rule or scan body (HTTP 400): names the field (domain/rules.py)
+├── ActionFailed           an alert action gave up, e.g. the webhook after its retries (domain/actions.py)
 └── ClientError            the Python client's errors (tickwire.client.errors)
 
 Messages are written for the person who must act on them: what is wrong and what to do.

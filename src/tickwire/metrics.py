@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -43,6 +44,12 @@ class Metrics:
         self.rejected = Counter(
             "tickwire_requests_rejected", "Requests refused", ["reason"], registry=self.registry
         )
+        self.alert_actions = Counter(
+            "tickwire_alert_actions",
+            "Alert actions by outcome: ok, failed, dropped (over the pending bound)",
+            ["action", "outcome"],
+            registry=self.registry,
+        )
         self.latency = {t: FastHistogram(LATENCY_BUCKETS) for t in TRANSPORTS}
         self.throttled = 0
         self.connections: Callable[[], dict[str, int]] = dict
@@ -52,8 +59,11 @@ class Metrics:
         self.buffered_events: Callable[[], int] = _zero
         """Log events held in history by this node's broker (set by the node)."""
         self.started = time.monotonic()
+        self.upstreams: Callable[[], Sequence[UpstreamView]] = list
+        """The node's upstream connections (SPEC 12), set by the node."""
         self.ws = WSMetrics(self.registry)
         self.registry.register(_CoreCollector(self))
+        self.registry.register(_UpstreamCollector(self))
         ProcessCollector(registry=self.registry)  # process_* (Linux /proc; nothing elsewhere)
 
     def render(self) -> bytes:
@@ -62,6 +72,16 @@ class Metrics:
 
 def _zero() -> int:
     return 0
+
+
+class UpstreamView(Protocol):
+    """What `/metrics` reads of an upstream connection (tickwire/upstream/connection.py)."""
+
+    name: str
+    stats: Any  # upstream/stats.py ConnectionStats: plain counters and a FastHistogram
+
+    @property
+    def state_code(self) -> int: ...
 
 
 class WSMetrics:
@@ -134,13 +154,15 @@ class _CoreCollector(Collector):
             "tickwire_events_delivered", "Events handed to the socket", labels=["transport"]
         )
         dropped = CounterMetricFamily("tickwire_events_dropped", "Events not delivered", labels=["reason"])
-        conflated = slow = 0
+        conflated = slow = capped = 0
         for transport, stats in self.m.delivery.items():
             delivered.add_metric([transport], stats.delivered)
             conflated += stats.conflated
             slow += stats.dropped_slow
+            capped += stats.capped
         dropped.add_metric(["conflated"], conflated + self.m.throttled)
         dropped.add_metric(["slow_consumer"], slow)
+        dropped.add_metric(["client_cap"], capped)  # replaced while waiting for the tick cap
         yield delivered
         yield dropped
         closes = CounterMetricFamily(
@@ -180,3 +202,54 @@ class _CoreCollector(Collector):
             "Log events held in history by this node's broker",
             value=self.m.buffered_events(),
         )
+
+
+class _UpstreamCollector(Collector):
+    """SPEC 12's `tickwire_upstream_*`, read from the connections' plain counters."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        conns = self.m.upstreams()
+        state = GaugeMetricFamily(
+            "tickwire_upstream_state",
+            "Upstream state: 0 standby, 1 connecting, 2 connected, 3 stale, 4 reconnecting, 5 polling, 6 failed",
+            labels=["name"],
+        )
+        counters = {
+            "messages": CounterMetricFamily(
+                "tickwire_upstream_messages", "Provider messages received", labels=["name"]
+            ),
+            "bytes": CounterMetricFamily(
+                "tickwire_upstream_bytes", "Provider bytes received", labels=["name"]
+            ),
+            "reconnects": CounterMetricFamily(
+                "tickwire_upstream_reconnects", "Connection attempts after the first", labels=["name"]
+            ),
+            "published": CounterMetricFamily(
+                "tickwire_upstream_published", "Events an upstream had published", labels=["name"]
+            ),
+        }
+        dropped = CounterMetricFamily(
+            "tickwire_upstream_dropped",
+            "Provider messages or updates not published",
+            labels=["name", "reason"],
+        )
+        latency = HistogramMetricFamily(
+            "tickwire_upstream_latency_seconds",
+            "From the provider's exchange time to receipt",
+            labels=["name"],
+        )
+        for conn in conns:
+            stats = conn.stats
+            state.add_metric([conn.name], conn.state_code)
+            for field, family in counters.items():
+                family.add_metric([conn.name], getattr(stats, field))
+            for reason, count in stats.dropped.items():
+                dropped.add_metric([conn.name, reason], count)
+            latency.add_metric([conn.name], stats.latency.buckets(), stats.latency.sum)
+        yield state
+        yield from counters.values()
+        yield dropped
+        yield latency

@@ -117,23 +117,27 @@ def test_ids_are_unique_across_logs_stamped_in_the_same_millisecond(factory: Bro
 
 
 def test_log_events_are_numbered_per_type_and_item(factory: BrokerFactory) -> None:
-    """`seq` counts a log's events of one type (of one strategy, for strategy events),
-    consecutively from 1; ticks have none."""
+    """`seq` counts a log's events of one type (of one item: a strategy, a scan), consecutively
+    from 1; ticks have none."""
 
     async def body(broker: Broker, sink: Sink) -> None:
         pubs = [
             alert("a", 1),
             Publication("order:update", {"orderId": "o1"}, "user:a"),
             alert("a", 2),
-            Publication("strategy:update", {"strategyId": "s1"}, "user:a", strategy="s1"),
-            Publication("strategy:update", {"strategyId": "s2"}, "user:a", strategy="s2"),
-            Publication("strategy:update", {"strategyId": "s1"}, "user:a", strategy="s1"),
+            Publication("strategy:update", {"strategyId": "s1"}, "user:a", strategy="s1", item="s1"),
+            Publication("strategy:update", {"strategyId": "s2"}, "user:a", strategy="s2", item="s2"),
+            Publication("strategy:update", {"strategyId": "s1"}, "user:a", strategy="s1", item="s1"),
             alert("b", 1),
             price("AAPL", 1),
+            Publication("scan:result", {"scanId": "m"}, "scans", item="m"),
+            Publication("scan:result", {"scanId": "v"}, "scans", item="v"),
+            Publication("scan:result", {"scanId": "m"}, "scans", item="m"),
         ]
         stamped = await broker.publish(pubs, 1)
-        assert [e.seq for e in stamped] == [1, 1, 2, 1, 1, 2, 1, None]
-        assert [e.seq for e in sink.events] == [1, 1, 2, 1, 1, 2, 1, None]
+        assert [e.seq for e in stamped] == [1, 1, 2, 1, 1, 2, 1, None, 1, 1, 2]
+        assert [e.seq for e in sink.events] == [1, 1, 2, 1, 1, 2, 1, None, 1, 1, 2]
+        assert await broker.strategy_owner("m") is None  # an item is not a strategy
         (third,) = await broker.publish([alert("a", 3)], 2)
         assert third.seq == 3
         replayed = (await broker.history("user:a", None)).events
@@ -218,6 +222,26 @@ def test_resume_from_a_tick_gives_log_events_then_changed_tick_values(factory: B
         assert latest == {"AAPL": 3, "MSFT": 7}
         assert len(history.ticks) == 2
         assert all(pos_of(t).after(pos_of(first)) for t in history.ticks)
+
+    run(factory, body)
+
+
+def test_resume_since_a_time_also_gives_values_ticks_changed_before_the_position(
+    factory: BrokerFactory,
+) -> None:
+    """A throttle that fans ticks out after stamping may send an older tick after a newer
+    one: `since_ms` asks for the values stamped in that window too, in position order."""
+
+    async def body(broker: Broker, sink: Sink) -> None:
+        await broker.publish([price("OLD", 1)], 1_000)
+        await broker.publish([price("HELD", 2)], 5_000)
+        (seen,) = await broker.publish([price("SENT", 3)], 5_050)
+        await broker.publish([price("NEXT", 4)], 5_060)
+        plain = await broker.history("prices", pos_of(seen))
+        assert [t.data["symbol"] for t in plain.ticks] == ["NEXT"]
+        late = await broker.history("prices", pos_of(seen), since_ms=4_000)
+        assert [t.data["symbol"] for t in late.ticks] == ["HELD", "NEXT"]  # not OLD, not SENT itself
+        assert [pos_of(t) for t in late.ticks] == sorted(pos_of(t) for t in late.ticks)
 
     run(factory, body)
 

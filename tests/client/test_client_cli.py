@@ -118,10 +118,12 @@ def test_record_then_replay_round_trip(server: ServerProcess, kit: Any, tmp_path
     deadline_lines: list[bytes] = []
     for _ in range(300):
         deadline_lines = recording.read_bytes().splitlines() if recording.exists() else []
-        if deadline_lines:
+        if deadline_lines or record.proc.poll() is not None:
             break
         threading.Event().wait(0.05)
-    assert deadline_lines, "the recorder wrote nothing"
+    if not deadline_lines:
+        record.proc.kill()
+        raise AssertionError(f"the recorder wrote nothing: {record.finish()}")
     ids = server.publish(*(kit.order(user, f"o{n}", symbol=symbol) for n in (1, 2, 3)))
     code, _, stderr = record.finish()
     assert code == 0, stderr
@@ -168,7 +170,7 @@ def test_record_then_replay_round_trip(server: ServerProcess, kit: Any, tmp_path
 def test_stream_urls_split_into_base_prefix_and_stream() -> None:
     import click
 
-    from tickwire.cli import split_stream_url
+    from tickwire.cli_stream import split_stream_url
 
     assert split_stream_url("http://h:8080/api/stream/orders") == ("http://h:8080", "/api/stream", "orders")
     assert split_stream_url("https://h/api/stream/prices?symbols=A,B") == (

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from tickwire.codes import CloseReason, close_code
 from tickwire.core.clock import FakeClock
@@ -136,3 +137,31 @@ def test_an_expired_websocket_is_closed_with_4001() -> None:
     assert close_code(CloseReason.AUTH_EXPIRED).code == 4001
     assert close_code(CloseReason.AUTH_EXPIRED).name == "auth_expired"
     assert not close_code(CloseReason.AUTH_EXPIRED).reconnect  # not with the same token
+
+
+def test_ticks_held_by_the_cap_are_released_on_the_connections_timer() -> None:
+    clock = FakeClock()
+    conn = Connection(
+        client_id="c",
+        user=None,
+        transport="sse",
+        codec=SSECodec(),
+        clock=clock,
+        outbox_limit=10_000,
+        notify=lambda: None,
+        max_ticks_per_s=10,
+    )
+
+    def tick(n: int, symbol: str) -> Event:
+        data = {"symbol": symbol, "price": n}
+        return Event("price:update", data, "prices", Position(1, 0, n), n, key=symbol, tick=True)
+
+    for n in range(15):
+        conn.send_event(tick(n, f"S{n}" if n < 10 else "LATE"), b"[%d]" % n)
+    assert conn.outbox.drain() == b"".join(b"[%d]" % n for n in range(10))
+    assert conn.next_deadline() == pytest.approx(clock.monotonic() + 0.1)
+    assert conn.on_timer() is TimerAction.NONE
+    clock.advance(0.1)
+    assert conn.on_timer() is TimerAction.RELEASE
+    assert conn.outbox.drain() == b"[14]"  # the latest of the five over the cap
+    assert conn.next_deadline() == pytest.approx(conn.last_write + 30)  # nothing waits: keepalive

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import pytest
+
+from tickwire.core.clock import FakeClock
 from tickwire.core.outbox import SLOW_CONSUMER, Outbox
+from tickwire.core.pacing import TickPacer
 
 
 class Recorder:
@@ -135,3 +139,93 @@ def test_with_conflation_off_every_tick_is_kept_but_still_shed_first() -> None:
     box.put(b"L" * 40)
     assert box.closed is None
     assert box.drain() == b"L" * 40
+
+
+# -- rule 5: the per-connection tick cap ------------------------------------------------------
+
+
+def capped(rate: float, clock: FakeClock, conflate: bool = True) -> tuple[Outbox, Recorder]:
+    held = Recorder()
+    box = Outbox(1000, Recorder(), conflate=conflate, pacer=TickPacer(clock, rate))
+    box.on_held = held
+    return box, held
+
+
+def test_ticks_beyond_the_cap_wait_one_per_key_and_log_events_pass() -> None:
+    clock = FakeClock()
+    box, held = capped(2, clock)
+    box.put(b"[A1]", key="A", tick=True)
+    box.put(b"[B1]", key="B", tick=True)
+    box.put(b"[C1]", key="C", tick=True)  # third in the second: waits
+    box.put(b"[C2]", key="C", tick=True)  # replaces it
+    box.put(b"[D1]", key="D", tick=True)
+    box.put(b"[order]", key="order|1")  # never capped
+    assert box.drain() == b"[A1][B1][order]"
+    assert held.calls == 1  # once, when the first tick began to wait
+    assert box.stats.capped == 1
+    assert box.holds_tick("C") and box.holds_tick("D") and not box.holds_tick("A")
+
+
+def test_waiting_ticks_go_oldest_first_as_the_cap_allows() -> None:
+    clock = FakeClock()
+    box, _ = capped(2, clock)
+    for key in "ABCD":
+        box.put(f"[{key}]".encode(), key=key, tick=True)
+    box.drain()
+    box.put(b"[C-newer]", key="C", tick=True)  # keeps C's place in the line
+    release = box.release_at()
+    assert release == pytest.approx(clock.monotonic() + 0.5)
+    clock.advance(0.5)
+    assert box.release() == 1
+    assert box.drain() == b"[C-newer]"
+    clock.advance(0.5)
+    box.put(b"[E]", key="E", tick=True)  # a new key waits behind D, though a token is free
+    assert box.release() == 1
+    assert box.drain() == b"[D]"
+    assert box.release_at() is not None
+    clock.advance(0.5)
+    box.release()
+    assert box.drain() == b"[E]"
+    assert box.release_at() is None
+
+
+def test_a_tick_replacing_a_queued_tick_takes_no_share_of_the_cap() -> None:
+    clock = FakeClock()
+    box, _ = capped(1, clock)
+    box.put(b"[A1]", key="A", tick=True)
+    box.put(b"[A2]", key="A", tick=True)  # the unsent A1 is replaced: still one tick on the wire
+    assert box.drain() == b"[A2]"
+    assert box.stats.capped == 0
+
+
+def test_a_log_event_of_the_key_supersedes_a_waiting_tick() -> None:
+    clock = FakeClock()
+    box, _ = capped(1, clock)
+    box.put(b"[m1]", key="pos|A", tick=True)
+    box.drain()
+    box.put(b"[m2]", key="pos|A", tick=True)
+    box.put(b"[opened]", key="pos|A")
+    assert box.drain() == b"[opened]"
+    assert box.release_at() is None
+
+
+def test_the_cap_conflates_even_when_conflation_is_off() -> None:
+    clock = FakeClock()
+    box, _ = capped(1, clock, conflate=False)
+    for n in range(4):
+        box.put(b"[A%d]" % n, key="A", tick=True)
+    assert box.drain() == b"[A0]"
+    clock.advance(1)
+    box.release()
+    assert box.drain() == b"[A3]"
+
+
+def test_closing_forgets_waiting_ticks() -> None:
+    clock = FakeClock()
+    box, _ = capped(1, clock)
+    box.put(b"[A1]", key="A", tick=True)
+    box.put(b"[B1]", key="B", tick=True)
+    box.close("done")
+    clock.advance(5)
+    assert box.release_at() is None and box.release() == 0
+    assert box.drain() == b"[A1]"

@@ -56,3 +56,16 @@ def test_rate_is_bounded_under_a_burst() -> None:
         clock.advance(0.0001)
         sent += len(t.due())
     assert 9 <= sent <= 11
+
+
+def test_discard_forgets_the_waiting_item_but_keeps_the_window() -> None:
+    clock = FakeClock()
+    t: Throttle[int] = Throttle(clock, 0.1)
+    assert t.offer("A", 1) == 1
+    assert t.offer("A", 2) is None
+    t.discard("A")
+    t.discard("B")  # nothing waits: nothing happens
+    assert t.next_due() is None
+    assert t.offer("A", 3) is None  # still within the window of 1
+    clock.advance(0.1)
+    assert t.due() == [3]

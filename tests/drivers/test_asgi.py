@@ -176,11 +176,12 @@ def test_websocket_frames_become_text_binary_or_raw_frame_messages() -> None:
         framed = ws_driver(raw_server, extensions={FRAMES_EXTENSION: {}, PING_EXTENSION: {}})
         assert framed.framed and framed.can_ping
         framed.write_frames([b"\x81\x01x", b"\x81\x01y"])
+        framed.write(b"\x81\x01z")
         assert text_server.sent == [{"type": "websocket.send", "text": '{"a":1}'}]
         assert bin_server.sent == [{"type": "websocket.send", "bytes": b"\x81\xa1a\x01"}]
-        assert raw_server.sent == [
-            {"type": RAW_FRAME, "frame": b"\x81\x01x"},
-            {"type": RAW_FRAME, "frame": b"\x81\x01y"},
+        assert raw_server.sent == [  # pending frames go in one write
+            {"type": RAW_FRAME, "frames": [b"\x81\x01x", b"\x81\x01y"]},
+            {"type": RAW_FRAME, "frames": (b"\x81\x01z",)},
         ]
 
     run(body)

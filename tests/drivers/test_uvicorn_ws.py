@@ -17,8 +17,10 @@ from websockets.uri import parse_uri
 
 from support.waiting import until
 from tickwire.drivers import uvicorn_ws
+from tickwire.drivers.asgi import ASGIWebSocketDriver
 from tickwire.drivers.uvicorn_ws import (
     FRAMES_EXTENSION,
+    NATIVE_FRAMES,
     PING,
     PING_EXTENSION,
     PONG,
@@ -38,6 +40,7 @@ class FakeTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written = bytearray()
+        self.writes = 0
         self.closed = False
         self.aborted = False
         self.reading = True
@@ -47,6 +50,7 @@ class FakeTransport(asyncio.Transport):
 
     def write(self, data: Any) -> None:
         self.written += data
+        self.writes += 1
 
     def is_closing(self) -> bool:
         return self.closed
@@ -68,10 +72,12 @@ class FakeTransport(asyncio.Transport):
 class Harness:
     """One protocol instance, one sans-I/O client, one fake transport."""
 
-    def __init__(self, app: App, *, deflate: bool = False) -> None:
-        config = Config(app, ws=TickwireWSProtocol, ws_per_message_deflate=deflate, lifespan="off")
+    def __init__(self, app: App, *, deflate: bool = False, native: bool = False) -> None:
+        cls = uvicorn_ws_protocol(native=native)
+        assert isinstance(cls, type) and issubclass(cls, TickwireWSProtocol)
+        config = Config(app, ws=cls, ws_per_message_deflate=deflate, lifespan="off")
         config.load()
-        self.protocol = TickwireWSProtocol(config=config, server_state=ServerState(), app_state={})
+        self.protocol = cls(config=config, server_state=ServerState(), app_state={})
         self.transport = FakeTransport()
         self.protocol.connection_made(self.transport)
         self.client = ClientProtocol(parse_uri("ws://127.0.0.1:8080/ws"))
@@ -124,8 +130,13 @@ def test_extensions_are_announced_and_raw_frames_written_as_they_are() -> None:
             seen["extensions"] = dict(scope["extensions"])
             await receive()
             await send({"type": "websocket.accept"})
-            await send({"type": RAW_FRAME, "frame": ws_frame(b'{"a":1}', binary=False)})
-            await send({"type": RAW_FRAME, "frame": ws_frame(b"\x81\x01", binary=True)})
+            await send({"type": RAW_FRAME, "frames": [ws_frame(b'{"a":1}', binary=False)]})
+            await send(
+                {
+                    "type": RAW_FRAME,
+                    "frames": [ws_frame(b"\x81\x01", binary=True), ws_frame(b"2", binary=False)],
+                }
+            )
 
         h = Harness(app)
         await h.handshake()
@@ -135,7 +146,9 @@ def test_extensions_are_announced_and_raw_frames_written_as_they_are() -> None:
         assert [(f.opcode, f.data) for f in frames] == [
             (Opcode.TEXT, b'{"a":1}'),
             (Opcode.BINARY, b"\x81\x01"),
+            (Opcode.TEXT, b"2"),
         ]
+        assert h.transport.writes == 3  # the handshake, then one write per send
 
     run(body)
 
@@ -145,7 +158,7 @@ def test_raw_frames_are_reencoded_when_deflate_was_negotiated() -> None:
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await receive()
             await send({"type": "websocket.accept"})
-            await send({"type": RAW_FRAME, "frame": ws_frame(b"x" * 200, binary=False)})
+            await send({"type": RAW_FRAME, "frames": [ws_frame(b"x" * 200, binary=False)] * 2})
 
         h = Harness(app, deflate=True)
         from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
@@ -156,8 +169,8 @@ def test_raw_frames_are_reencoded_when_deflate_was_negotiated() -> None:
         await h.handshake()
         await settle()
         frames = h.from_server()
-        assert [f.data for f in frames] == [b"x" * 200]  # the client inflated it: it was compressed
-        assert len(h.transport.written) < 200 + 150  # handshake + a compressed frame
+        assert [f.data for f in frames] == [b"x" * 200] * 2  # the client inflated them: compressed
+        assert len(h.transport.written) < 200 + 150  # handshake + two compressed frames
 
     run(body)
 
@@ -227,5 +240,59 @@ def test_shutdown_closes_with_going_away() -> None:
         (close,) = h.from_server()
         assert close.opcode is Opcode.CLOSE and close.data[:2] == (1001).to_bytes(2, "big")
         assert h.transport.closed
+
+    run(body)
+
+
+def test_native_frames_go_straight_to_the_transport_in_order_with_what_had_to_wait() -> None:
+    async def body() -> None:
+        drivers: list[ASGIWebSocketDriver] = []
+        done = asyncio.Event()
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            driver = ASGIWebSocketDriver(scope, send, receive, "peer", binary=False)
+            drivers.append(driver)
+            await done.wait()
+
+        h = Harness(app, native=True)
+        await h.handshake()
+        await settle()
+        [driver] = drivers
+        frame = [ws_frame(b"%d" % n, binary=False) for n in range(4)]
+        writes = h.transport.writes
+        assert driver.write_frames(frame[:2])  # one write, no task switch
+        assert h.transport.writes == writes + 1
+        h.protocol.pause_writing()  # the socket is full: frames wait for `send`, in order
+        assert not driver.write_frames(frame[2:3]) and not driver.writable
+        assert not driver.write_frames(frame[3:])
+        assert h.transport.writes == writes + 1
+        draining = asyncio.ensure_future(driver.drain())
+        await settle()
+        assert not draining.done()
+        h.protocol.resume_writing()
+        await draining
+        assert driver.writable
+        assert [f.data for f in h.from_server()] == [b"0", b"1", b"2", b"3"]
+        done.set()
+        await settle()
+
+    run(body)
+
+
+def test_without_native_frames_go_through_send() -> None:
+    async def body() -> None:
+        seen: list[bool] = []
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            seen.append(NATIVE_FRAMES in scope)
+
+        h = Harness(app)
+        await h.handshake()
+        await settle()
+        assert seen == [False]
 
     run(body)

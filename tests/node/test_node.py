@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from support.nodes import connection
+from support.nodes import run_node as run
 from tickwire.brokers.base import Publication
-from tickwire.config import load_settings
 from tickwire.core.clock import FakeClock
 from tickwire.core.connection import Connection
 from tickwire.core.streams import ANONYMOUS, Principal, Stream
@@ -15,38 +15,10 @@ from tickwire.domain.catalog import resolve_stream
 from tickwire.node import Node
 from tickwire.pipeline import PublishRequest
 from tickwire.wire.poll import poll_body
-from tickwire.wire.sse import SSECodec, SSEParser
+from tickwire.wire.sse import SSEParser
 
 T = TypeVar("T")
 SECRET = "s" * 32
-
-
-def run(body: Callable[[Node, FakeClock], Awaitable[T]], **env: str) -> T:
-    async def main() -> T:
-        clock = FakeClock()
-        settings = load_settings(
-            env={"TICKWIRE_SECRET": SECRET, **{f"TICKWIRE_{k}": v for k, v in env.items()}}
-        )
-        node = Node(settings, clock=clock)
-        await node.start()
-        try:
-            return await body(node, clock)
-        finally:
-            await node.stop()
-
-    return asyncio.run(main())
-
-
-def connection(node: Node, user: str | None) -> Connection:
-    return Connection(
-        client_id=f"{user}-c",
-        user=user,
-        transport="sse",
-        codec=SSECodec(),
-        clock=node.clock,
-        outbox_limit=1 << 20,
-        notify=lambda: None,
-    )
 
 
 def events(conn: Connection) -> list[tuple[str, Any]]:

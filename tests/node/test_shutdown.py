@@ -7,15 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from support.nodes import connection
 from tickwire.config import load_settings
 from tickwire.core.clock import FakeClock
-from tickwire.core.connection import Connection
 from tickwire.core.streams import ANONYMOUS, Principal
 from tickwire.domain.catalog import resolve_stream
 from tickwire.node import Node
 from tickwire.pipeline import PublishRequest
 from tickwire.server.poll import EXPIRY_MARGIN_S, long_poll, wait_within
-from tickwire.wire.sse import SSECodec
 
 SECRET = "s" * 32
 
@@ -30,18 +29,6 @@ def run(body: Callable[[Node], Awaitable[None]]) -> None:
             await node.stop()
 
     asyncio.run(main())
-
-
-def connection(node: Node, user: str | None) -> Connection:
-    return Connection(
-        client_id=f"{user}-c",
-        user=user,
-        transport="sse",
-        codec=SSECodec(),
-        clock=node.clock,
-        outbox_limit=1 << 20,
-        notify=lambda: None,
-    )
 
 
 def test_close_all_closes_every_connection_and_the_late_ones() -> None:
@@ -99,3 +86,32 @@ def test_a_long_poll_wait_is_cut_at_the_tokens_expiry() -> None:
     assert wait_within(30, Principal("u", expires_at=now_s + 2.5), now_ms) == 2.5 + EXPIRY_MARGIN_S
     assert wait_within(1, Principal("u", expires_at=now_s + 2.5), now_ms) == 1
     assert wait_within(30, Principal("u", expires_at=now_s - 1), now_ms) == 0
+
+
+def test_stop_ends_a_background_task_that_lost_its_first_cancel() -> None:
+    """A loop around a Redis call can lose one cancel (tickwire/tasks.py); the node's stop must
+    end it anyway, instead of waiting for it forever."""
+
+    async def body(node: Node) -> None:
+        async def loses_the_first_cancel() -> None:
+            swallowed = False
+            while True:
+                try:
+                    await asyncio.sleep(0.01)
+                except asyncio.CancelledError:
+                    if swallowed:
+                        raise
+                    swallowed = True
+
+        task = node.spawn(loses_the_first_cancel(), "loop")
+        stopping = asyncio.create_task(node.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        assert done, "Node.stop() waited for the task forever"
+        assert task.cancelled()
+
+    async def main() -> None:
+        node = Node(load_settings(env={"TICKWIRE_SECRET": SECRET}), clock=FakeClock())
+        await node.start()
+        await body(node)
+
+    asyncio.run(main())

@@ -378,7 +378,7 @@ def test_the_batch_argument_is_one_msgpack_array_of_strings() -> None:
             "order:update", {"orderId": "o1", "qty": 10, "px": 0.1 + 0.2}, "user:a", state=("orders", "o1")
         ),
         Publication("price:update", {"symbol": "é✓", "n": None}, "prices", tick=True, state=("prices", "é✓")),
-        Publication("strategy:update", {"strategyId": "s1"}, "user:a", strategy="s1"),
+        Publication("strategy:update", {"strategyId": "s1"}, "user:a", strategy="s1", item="s1"),
         Publication("alert:new", {}, "user:b"),
         Publication("price:update", {"p": 1}, "user:b", tick=True, only_if=("portfolio", 7)),
     ]
@@ -392,6 +392,7 @@ def test_the_batch_argument_is_one_msgpack_array_of_strings() -> None:
             kind,
             key,
             pub.strategy or "",
+            pub.item or "",
             pub.only_if[0] if pub.only_if else "",
             str(pub.only_if[1]) if pub.only_if else "0",
             str(len(pub.data)),
@@ -406,12 +407,13 @@ def test_the_batch_argument_is_one_msgpack_array_of_strings() -> None:
     with pytest.raises(PublishError, match="data keys must be strings"):
         pack([pubs[0], bad], packer)
     assert pack(pubs, packer) == expected  # nothing of the refused batch is left in the packer
-    assert msgpack.unpackb(expected, raw=True)[:9] == [
+    assert msgpack.unpackb(expected, raw=True)[:10] == [
         b"user:a",
         b"order:update",
         b"0",
         b"orders",
         b"o1",
+        b"",
         b"",
         b"",
         b"0",

@@ -4,11 +4,13 @@ connection that lived through a freeze must still be freed when it closes."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import time
 
 import httpx
+from websockets.sync.client import connect
 
 from support.servers import ServerProcess
 
@@ -39,6 +41,24 @@ def _generation(proc: ServerProcess, count: int) -> None:
     time.sleep(0.5)
 
 
+def _ws_generation(proc: ServerProcess, count: int) -> None:
+    """`count` WebSocket connections (a session, its commands and pinger around each) that
+    live through a freeze, then close."""
+    token = proc.token("churn")
+    with contextlib.ExitStack() as sockets:
+        for _ in range(count):
+            ws = sockets.enter_context(
+                connect(
+                    f"ws://127.0.0.1:{proc.port}/api/stream/ws?streams=alerts",
+                    additional_headers={"Authorization": f"Bearer {token}"},
+                    open_timeout=5,
+                )
+            )
+            ws.recv(timeout=5)
+        time.sleep(FREEZE_EVERY_S + 0.5)
+    time.sleep(0.5)
+
+
 def _gauge(proc: ServerProcess, name: str) -> float:
     text = httpx.get(proc.url + "/metrics", timeout=5).text
     match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
@@ -52,6 +72,16 @@ def test_connections_that_lived_through_a_freeze_are_freed() -> None:
         _generation(proc, 200)
         _generation(proc, 200)
         assert _gauge(proc, 'tickwire_connections{transport="sse"}') == 0
+        assert _gauge(proc, "tickwire_connection_objects") == 0
+    finally:
+        proc.stop()
+
+
+def test_websockets_that_lived_through_a_freeze_are_freed() -> None:
+    proc = ServerProcess({"TICKWIRE_MAX_CONNS_PER_USER": "100"}).start()
+    try:
+        _ws_generation(proc, 50)
+        assert _gauge(proc, 'tickwire_connections{transport="ws"}') == 0
         assert _gauge(proc, "tickwire_connection_objects") == 0
     finally:
         proc.stop()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from support.drivers import EVERY_DRIVER
 from support.e2e import alert, open_stream, price, publish, read_until_type, sym, uid
 from support.e2e_client import SSEClient
 from support.servers import ServerProcess
+
+pytestmark = EVERY_DRIVER
 
 
 def test_gzip_stream_is_decodable_while_open(server: ServerProcess) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from support.drivers import EVERY_DRIVER
 from support.e2e import alert, open_stream, order, price, publish, read_until_type, sym, types_of, uid
 from support.e2e_client import SSEClient
 from support.servers import ServerProcess
 from tickwire.core.ids import EPOCH_MAX, Position, format_id, parse_id
+
+pytestmark = EVERY_DRIVER
 
 
 def _resume(

@@ -7,9 +7,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from support.e2e import alert, http, open_stream, publish, types_of, uid, wait_until
 from support.e2e_client import SSEClient
 from support.servers import ServerProcess
+from tickwire.config import DRIVERS
 
 TOTAL_EVENTS = 2000
 PAYLOAD = "x" * 2000  # ~2 KB per event, ~4 MB in all
@@ -29,11 +32,16 @@ def _user_clients(proc: ServerProcess, admin: str, user: str) -> int:
     return next((c["clientCount"] for c in body["clientsPerUser"] if c["userId"] == user), 0)
 
 
-def _flood_beside_a_stuck_client(batch_size: int, outbox_bytes: int) -> list[str]:
+def _flood_beside_a_stuck_client(batch_size: int, outbox_bytes: int, driver: str) -> list[str]:
     """Publish ~4 MB of alerts to a user with one connection that never reads and one
     that reads normally; the list of SPEC properties that did not hold."""
     proc = ServerProcess(
-        {"TICKWIRE_OUTBOX_BYTES": str(outbox_bytes), "TICKWIRE_THROTTLE_MS": "0", "TICKWIRE_KEEPALIVE_S": "1"}
+        {
+            "TICKWIRE_OUTBOX_BYTES": str(outbox_bytes),
+            "TICKWIRE_THROTTLE_MS": "0",
+            "TICKWIRE_KEEPALIVE_S": "1",
+            "TICKWIRE_DRIVER": driver,
+        }
     )
     stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     problems: list[str] = []
@@ -106,23 +114,28 @@ def _flood_beside_a_stuck_client(batch_size: int, outbox_bytes: int) -> list[str
     return problems
 
 
-def test_stuck_client_is_closed_and_memory_stays_bounded_small_batches() -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_stuck_client_is_closed_and_memory_stays_bounded_small_batches(driver: str) -> None:
     """Batches of 20 x 2 KB (40 KB, under the 64 KB outbox bound)."""
-    problems = _flood_beside_a_stuck_client(20, 65536)
+    problems = _flood_beside_a_stuck_client(20, 65536, driver)
     assert not problems, problems
 
 
-def test_normal_reader_keeps_up_with_large_batches_beside_a_stuck_client() -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_normal_reader_keeps_up_with_large_batches_beside_a_stuck_client(driver: str) -> None:
     """Batches of 200 x 2 KB (400 KB at once) with the default 1 MiB outbox bound: a burst
     that fits the bound passes to a reading client; the stuck one still overflows."""
-    problems = _flood_beside_a_stuck_client(200, 1_048_576)
+    problems = _flood_beside_a_stuck_client(200, 1_048_576, driver)
     assert not problems, problems
 
 
-def test_resume_replay_larger_than_the_outbox_bound_is_delivered() -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_resume_replay_larger_than_the_outbox_bound_is_delivered(driver: str) -> None:
     """A replay (or buffered backlog) bigger than the outbox bound is not a slow consumer:
     the client has not had a chance to read yet."""
-    proc = ServerProcess({"TICKWIRE_OUTBOX_BYTES": "65536", "TICKWIRE_THROTTLE_MS": "0"})
+    proc = ServerProcess(
+        {"TICKWIRE_OUTBOX_BYTES": "65536", "TICKWIRE_THROTTLE_MS": "0", "TICKWIRE_DRIVER": driver}
+    )
     try:
         proc.start()
         user = uid("replay")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from support.drivers import EVERY_DRIVER
 from support.e2e import (
     ID_RE,
     ISO_RE,
@@ -27,6 +28,8 @@ from support.e2e import (
 )
 from support.e2e_client import SSEClient
 from support.servers import ServerProcess
+
+pytestmark = EVERY_DRIVER
 
 USER_STREAMS = ["orders", "positions", "trading", "ai-decisions", "alerts"]
 

@@ -23,6 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import parse_uri
 
+from support.drivers import server_per_driver  # noqa: F401 (the `server` fixture, per driver)
 from support.e2e import alert, open_stream, order, price, sym, uid
 from support.servers import ServerProcess
 from tickwire.core.ids import EPOCH_MAX, Position, format_id, parse_id

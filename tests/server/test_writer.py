@@ -184,3 +184,36 @@ def test_an_extra_timer_fires_from_the_task() -> None:
         await asyncio.wait_for(task, 1)
 
     run(body)
+
+
+def test_ticks_held_by_the_client_cap_are_written_when_the_cap_allows() -> None:
+    async def body() -> None:
+        driver = FakeDriver()
+        clock = SystemClock()
+        writer = Writer(driver, Flusher(), clock, FastHistogram((0.1, 1.0)), frames=False)
+        conn = Connection(
+            client_id="c",
+            user="u",
+            transport="sse",
+            codec=SSECodec(),
+            clock=clock,
+            outbox_limit=1 << 20,
+            notify=writer.notify,
+            max_ticks_per_s=50,  # a burst of 50, then one every 20 ms
+        )
+        writer.attach(conn)
+        task = asyncio.create_task(writer.run())
+        await turns()
+        for n in range(1, 61):  # keys K1..K55, then K51..K55 again
+            key = f"K{n if n <= 55 else n - 5}"
+            event = Event("price:update", {"price": n}, "prices", Position(1, 0, n), 0, key=key, tick=True)
+            conn.send_event(event, b"[%d]" % n)
+        await turns()
+        assert b"".join(driver.written).count(b"[") == 50
+        await until(lambda: b"".join(driver.written).count(b"[") == 55)
+        data = b"".join(driver.written)
+        assert data.endswith(b"[56][57][58][59][60]")  # K51..K55 waited: the latest of each went
+        conn.close(CloseReason.SHUTDOWN)
+        await asyncio.wait_for(task, 1)
+
+    run(body)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 
-async def until(check: Callable[[], object], within: float = 2.0, step: float = 0.005) -> None:
+async def until(check: Callable[[], object], within: float = 10.0, step: float = 0.005) -> None:
     """Return once `check()` is true; TimeoutError after `within` seconds. For conditions
     with no event to wait on (a peer's bytes, another component's state)."""
     async with asyncio.timeout(within):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from tickwire.core.event import Event
 from tickwire.core.ids import Position
-from tickwire.wire.sse import KEEPALIVE, GzipStream, SSECodec, SSEParser
+from tickwire.wire.sse import KEEPALIVE, ChunkedSSECodec, GzipStream, SSECodec, SSEParser, chunk
 
 
 def feed_bytewise(parser: SSEParser, data: bytes) -> list[tuple[str, str, str | None]]:
@@ -98,3 +98,21 @@ def test_gzip_flushes_every_write_so_each_event_decodes_at_once() -> None:
         assert inflate.decompress(gz.compress(frame)) == frame
     inflate.decompress(gz.finish())
     assert inflate.eof
+
+
+def test_chunked_frames_are_the_sse_frames_as_http_chunks_built_once_per_event() -> None:
+    sse = SSECodec(5000)
+    chunked = ChunkedSSECodec(sse)
+    event = Event(
+        "price:update", {"symbol": "AAPL", "price": 1.5}, "prices", Position(5, 1, 1), 1735819800000
+    )
+    frame = sse.event_frame(event, "prices")
+    assert chunk(frame) == b"%x\r\n" % len(frame) + frame + b"\r\n"
+    first = event.wire(chunked.cache_key("prices"), lambda e: chunked.event_frame(e, "prices"))
+    assert first == chunk(frame)
+    again = event.wire(chunked.cache_key("agents"), lambda e: chunked.event_frame(e, "agents"))
+    assert again is first  # one chunk per event, shared by every stream and connection
+    assert chunked.keepalive_frame() == chunk(KEEPALIVE)
+    assert chunked.control_frame("connected", {"a": 1}, None) == chunk(
+        sse.control_frame("connected", {"a": 1}, None)
+    )

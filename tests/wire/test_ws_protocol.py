@@ -331,3 +331,22 @@ def test_any_decoded_value_parses_or_is_a_protocol_error(value: Any) -> None:
     except ProtocolError as exc:  # never anything else (TypeError, KeyError...)
         code = exc.code
     assert code is None or code in ERROR_CODES
+
+
+def test_a_stream_may_ask_for_delta_ticks() -> None:
+    command = parse_command(
+        {"type": "subscribe", "streams": [{"stream": "prices", "symbols": ["AAPL"], "delta": True}]}
+    )
+    assert isinstance(command, Subscribe)
+    request = command.streams[0]
+    assert request.delta
+    assert request.params() == {"delta": "1", "symbols": "AAPL"}  # what SSE's ?delta=1 resolves
+    plain = parse_command({"type": "subscribe", "streams": [{"stream": "prices", "delta": False}]})
+    assert isinstance(plain, Subscribe) and plain.streams[0].params() == {}
+
+
+@pytest.mark.parametrize("value", [1, "true", None, [True]])
+def test_delta_must_be_a_boolean(value: Any) -> None:
+    exc = _error({"type": "subscribe", "rid": 3, "streams": [{"stream": "prices", "delta": value}]})
+    assert (exc.code, exc.rid, exc.stream) == ("bad_request", 3, "prices")
+    assert "streams[0].delta must be true or false" in exc.message

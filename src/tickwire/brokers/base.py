@@ -14,6 +14,12 @@ per log on any number of nodes. A tick can be conditional on such a state's vers
 (`Publication.only_if`): when the state moved on, the tick is left out (a newer event
 carries newer values). Sets of logs (`Batch.index`, `members`) let a processor find the
 logs it must visit (the holders of a symbol).
+
+Journals (`journal_add`, `journal_page`...) are bounded lists of records kept apart from the
+logs, for what must outlive a log's buffer and its TTL (a user's alert history): newest
+first, paged by record id, bounded by count and age. Leases (`lease`, `release`) let one
+node at a time do something for the whole cluster (run a scan); a broker of one process
+grants them the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ __all__ = [
     "IndexChange",
     "IngestHandler",
     "Publication",
+    "Record",
     "Snapshot",
     "StateWrite",
     "Stored",
@@ -55,6 +62,8 @@ class Publication:
     state: tuple[str, str] | None = None
     # Strategy this event registers for the log's user (first publisher owns it).
     strategy: str | None = None
+    # The item (strategy, scan) its `seq` counts within (core/event.py `sequence_key`).
+    item: str | None = None
     # (processor state name on this log, version): stamp this tick only if that state is
     # still at that version; otherwise it is left out of the batch.
     only_if: tuple[str, int] | None = None
@@ -100,6 +109,16 @@ class StateWrite:
     name: str
     value: dict[str, Any] | None
     expect: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record of a journal: its id (unique in the journal), when it was added (unix ms)
+    and its value."""
+
+    id: str
+    ms: int
+    value: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +198,40 @@ class Broker(ABC):
     async def members(self, index: str) -> set[str]:
         """The members of a set of logs (`Batch.index`)."""
 
+    # -- journals and leases ----------------------------------------------------------
+
+    @abstractmethod
+    async def journal_add(
+        self, journal: str, records: Sequence[Record], *, cap: int, retention_ms: int
+    ) -> None:
+        """Add `records` (oldest first) after the journal's newest; a record whose id is in
+        the journal already gets the new value and keeps its place. Then the oldest records
+        beyond `cap` go, and those added more than `retention_ms` before the newest one; a
+        journal nothing was added to for `retention_ms` goes entirely."""
+
+    @abstractmethod
+    async def journal_patch(self, journal: str, record_id: str, fields: dict[str, Any]) -> Record | None:
+        """Set top-level `fields` of a record's value; the record after it, None if absent."""
+
+    @abstractmethod
+    async def journal_get(self, journal: str, record_id: str) -> Record | None: ...
+
+    @abstractmethod
+    async def journal_page(
+        self, journal: str, *, before: str | None = None, limit: int = 100, since_ms: int = 0
+    ) -> list[Record]:
+        """Newest first: at most `limit` records added before the record `before` (none when
+        it is not in the journal), leaving out those older than `since_ms`."""
+
+    @abstractmethod
+    async def lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew the lease `name` for `holder` for `ttl_s`: True when `holder` holds it
+        now (it was free, expired, or already its own), False when another holder does."""
+
+    @abstractmethod
+    async def release(self, name: str, holder: str) -> None:
+        """Give the lease up, if `holder` holds it."""
+
     async def maintain(self) -> None:  # noqa: B027
         """Periodic upkeep (the node calls it about once a second): retention, bounds."""
 
@@ -218,9 +271,12 @@ class Broker(ABC):
         """Send an unlogged event to every connection on every node."""
 
     @abstractmethod
-    async def history(self, log: str, after: Position | None) -> History:
+    async def history(self, log: str, after: Position | None, *, since_ms: int | None = None) -> History:
         """Retained log events after `after` (all retained when None) and, when
-        resuming, the tick values changed since `after`; or why not (`reset`)."""
+        resuming, the tick values changed since `after`; or why not (`reset`). With
+        `since_ms`, also the tick values changed before `after` but stamped at or after
+        that unix ms (a throttle that fans ticks out after stamping may have sent
+        those after `after`); a broker may bound how many of those it looks at."""
 
     @abstractmethod
     async def snapshot(self, log: str, kinds: Sequence[str]) -> Snapshot:

@@ -23,9 +23,11 @@ from tickwire.brokers.base import (
     History,
     IngestHandler,
     Publication,
+    Record,
     Snapshot,
     Stored,
 )
+from tickwire.brokers.journals import MemoryJournals
 from tickwire.brokers.retention import UserRetention
 from tickwire.core.clock import Clock, SystemClock
 from tickwire.core.event import Event, log_user, sequence_key, user_log
@@ -59,9 +61,11 @@ class MemoryBroker(Broker):
         self.public_history = public_history
         self.state_capacity = state_capacity
         self.finished = finished
+        clock = clock or SystemClock()
         self.retention = UserRetention(
-            clock or SystemClock(), buffer_ttl_s=buffer_ttl_s, state_ttl_s=state_ttl_s, max_users=max_users
+            clock, buffer_ttl_s=buffer_ttl_s, state_ttl_s=state_ttl_s, max_users=max_users
         )
+        self.journals = MemoryJournals(clock)
         self._logs: dict[str, EventLog] = {}
         self._states: dict[str, dict[str, KeyedState]] = {}  # log -> kind -> state
         self._stored: dict[str, dict[str, Stored]] = {}  # log -> processor state name -> state
@@ -132,7 +136,7 @@ class MemoryBroker(Broker):
             event = log.stamp_tick(pub.type, pub.data, ms, key)
         else:
             kept = len(log)
-            event = log.append(pub.type, pub.data, ms, key, sequence_key(pub.type, pub.strategy))
+            event = log.append(pub.type, pub.data, ms, key, sequence_key(pub.type, pub.item))
             self.buffered += len(log) - kept
         if pub.state is not None:
             assert event.pos is not None
@@ -178,7 +182,7 @@ class MemoryBroker(Broker):
 
     # -- reading -------------------------------------------------------------------------
 
-    async def history(self, log: str, after: Position | None) -> History:
+    async def history(self, log: str, after: Position | None, *, since_ms: int | None = None) -> History:
         event_log = self._log(log)
         if after is None:
             return History(event_log.end, events=event_log.tail(len(event_log)))
@@ -187,7 +191,7 @@ class MemoryBroker(Broker):
             return History(event_log.end, reset=events)
         ticks = []
         for state in self._states.get(log, {}).values():
-            for entry in state.ticks_after(after):
+            for entry in state.ticks_after(after, since_ms):
                 ticks.append(Event(entry.type, dict(entry.value), log, entry.pos, entry.ms, tick=True))
         ticks.sort(key=lambda e: (e.pos.offset, e.pos.tick))  # type: ignore[union-attr]
         return History(event_log.end, events=events, ticks=ticks)
@@ -212,6 +216,30 @@ class MemoryBroker(Broker):
     async def strategy_owner(self, strategy_id: str) -> str | None:
         return self._strategies.get(strategy_id)
 
+    # -- journals and leases (journals.py) ---------------------------------------------------
+
+    async def journal_add(
+        self, journal: str, records: Sequence[Record], *, cap: int, retention_ms: int
+    ) -> None:
+        self.journals.add(journal, records, cap, retention_ms)
+
+    async def journal_patch(self, journal: str, record_id: str, fields: dict[str, Any]) -> Record | None:
+        return self.journals.patch(journal, record_id, fields)
+
+    async def journal_get(self, journal: str, record_id: str) -> Record | None:
+        return self.journals.get(journal, record_id)
+
+    async def journal_page(
+        self, journal: str, *, before: str | None = None, limit: int = 100, since_ms: int = 0
+    ) -> list[Record]:
+        return self.journals.page(journal, before, limit, since_ms)
+
+    async def lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        return self.journals.lease(name, holder, ttl_s)
+
+    async def release(self, name: str, holder: str) -> None:
+        self.journals.release(name, holder)
+
     async def healthy(self) -> bool:
         return True
 
@@ -230,6 +258,7 @@ class MemoryBroker(Broker):
             event_log.clear()
 
     async def maintain(self) -> None:
+        self.journals.expire()
         for user in self.retention.history_expired():
             await self.forget_history(user_log(user))
         for user in self.retention.expired():

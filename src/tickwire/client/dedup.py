@@ -7,8 +7,6 @@ by position (see gaps.py): an id this old is behind the stream's cursor.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 
 class RecentIds:
     __slots__ = ("_ids", "capacity")
@@ -17,7 +15,7 @@ class RecentIds:
         if capacity < 1:
             raise ValueError("dedup capacity must be at least 1")
         self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: dict[str, None] = {}  # insertion-ordered: the oldest first
 
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._ids
@@ -28,8 +26,7 @@ class RecentIds:
     def add(self, event_id: str) -> None:
         ids = self._ids
         if event_id in ids:
-            ids.move_to_end(event_id)
-            return
+            del ids[event_id]  # to the end: the most recent
         ids[event_id] = None
         if len(ids) > self.capacity:
-            ids.popitem(last=False)
+            del ids[next(iter(ids))]

@@ -4,8 +4,11 @@ TickwireError
 └── ClientError             anything the client raises on purpose
     ├── ClientClosed        the client was closed: `events()` ends, no more events
     ├── StreamRefused       the server refused a stream for good (401, 403, 404, 400, close
-    │                       4001 / 1008 / 4029): reconnecting would not help; fix the request
+    │   │                   4001 / 1008 / 4029): reconnecting would not help; fix the request
+    │   └── ProtocolVersionError  the server speaks a major protocol version this client
+    │                       does not (`"v": 2` or later, SPEC 6): upgrade the client
     ├── RetriesExhausted    `max_attempts` connection attempts in a row failed
+    │   └── ConnectTimeout  no connection within `first_connect_timeout_s` of the start
     ├── QueueClosed         `get()` on a closed, drained delivery queue
     ├── IllegalTransition   a state change the client's table does not allow (a bug)
     └── TransportError      one connection attempt or session failed; the client retries
@@ -31,15 +34,31 @@ class ClientClosed(ClientError):
 
 
 class StreamRefused(ClientError):
-    """A refusal that retrying cannot fix; `status` is the HTTP status or WebSocket close code."""
+    """A refusal that retrying cannot fix.
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    `status` is the HTTP status (SSE, poll, a refused WebSocket handshake) or the WebSocket
+    close code (4001, 4029, 1008); for a WebSocket `error` message, which closes nothing, it
+    is the application close code of the same meaning (4000 + the HTTP status's last two
+    digits, as codes.py numbers them: 4004 not found, 4003 forbidden, 4001 unauthorized,
+    4000 bad request). `code` is the WebSocket error code (`not_found`, ...) when there was one.
+    """
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
+
+
+class ProtocolVersionError(StreamRefused):
+    """The server announced a major protocol version this client does not speak."""
 
 
 class RetriesExhausted(ClientError):
     """Too many connection attempts in a row failed; the last failure is the cause."""
+
+
+class ConnectTimeout(RetriesExhausted):
+    """The first connection did not succeed within `first_connect_timeout_s`."""
 
 
 class TransportError(ClientError):

@@ -30,6 +30,7 @@ class LocalState:
         self._prices: dict[str, dict[str, Any]] = {}
         self.total_value: float | None = None
         self.applied = 0
+        self._snapshots: set[str] = set()  # event types whose snapshot was applied
 
     @property
     def orders(self) -> Mapping[str, dict[str, Any]]:
@@ -48,10 +49,29 @@ class LocalState:
         value = entry.get("price") if entry else None
         return float(value) if isinstance(value, int | float) else None
 
+    def has_snapshot(self, type_: str) -> bool:
+        """Whether a snapshot of `type_` (`order:update`, ...) was applied."""
+        return type_ in self._snapshots
+
     def apply(self, type_: str, data: Any) -> bool:
         """Merge one event; True when it changed the state's kind (orders, positions, prices)."""
+        if type_ == "price:update" and data.__class__ is dict:
+            if "initializing" in data:
+                self._apply_price(data)
+            else:
+                symbol = data.get("symbol")
+                if symbol is not None:
+                    entry = self._prices.get(symbol)
+                    if entry is None:
+                        self._prices[symbol] = dict(data)
+                    else:
+                        entry.update(data)
+            self.applied += 1
+            return True
         if not isinstance(data, Mapping):
             return False
+        if data.get("snapshot") or data.get("initializing"):
+            self._snapshots.add(type_)
         if type_ in ("order:update", "order:fill"):
             self._apply_order(data)
         elif type_ == "position:update":
@@ -101,6 +121,7 @@ class LocalState:
 
     def _apply_price(self, data: Mapping[str, Any]) -> None:
         if data.get("initializing"):
+            self._snapshots.add("price:update")
             for p in data.get("prices") or []:
                 if isinstance(p, Mapping) and "symbol" in p:
                     self._prices[str(p["symbol"])] = dict(p)

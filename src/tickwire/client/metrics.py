@@ -11,10 +11,13 @@ one registry; clients that share a registry share its collectors.
 | `wire_stream_dupes_dropped_total` | client, transport, type | duplicates and stale keyed values dropped |
 | `wire_stream_gaps_detected_total` | client, transport | gaps found (see gaps.py) |
 | `wire_stream_gaps_repaired_total` | client, transport | gaps filled from the events endpoint |
-| `wire_stream_gap_checks_total` | client, transport | gap candidates checked with the server |
+| `wire_stream_gap_checks_total` | client, transport | requests to the events endpoint about holes |
 | `wire_stream_resets_total` | client, transport, reason | `stream:reset` surfaced (history lost) |
-| `wire_stream_dropped_total` | client, type, reason | events the delivery queue dropped (ticks only) |
-| `wire_stream_backpressure_total` | client | times the full queue made the client stop reading |
+| `wire_stream_dropped_total` | client, type, reason | ticks the delivery queue dropped: `conflated` (a newer value of the same symbol replaced it), `full` |
+| `wire_stream_spilled_total` | client | log events a consumer was too far behind to queue: fetched from history when it catches up (outlet.py) |
+| `wire_stream_caught_up_total` | client | events delivered from history to a consumer that fell behind |
+| `wire_stream_handler_errors_total` | client | subscription handlers that raised |
+| `wire_stream_backpressure_total` | client | times the client stopped reading for a consumer (ticks of a stream whose policy is `conflate="never"`) |
 | `wire_stream_fallback_active` | client | 1 while polling instead of streaming |
 | `wire_stream_fallbacks_total` | client | times the client fell back to polling |
 | `wire_stream_queue_depth` | client | events waiting for the user |
@@ -23,7 +26,9 @@ one registry; clients that share a registry share its collectors.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -59,14 +64,25 @@ class _Collectors:
             "wire_stream_gaps_repaired", "Gaps repaired from the events endpoint", "client transport"
         )
         self.gap_checks = counter(
-            "wire_stream_gap_checks", "Gap candidates checked with the server", "client transport"
+            "wire_stream_gap_checks", "Requests to the events endpoint about holes", "client transport"
         )
         self.resets = counter("wire_stream_resets", "Stream resets surfaced", "client transport reason")
         self.dropped = counter(
             "wire_stream_dropped", "Events dropped by the delivery queue", "client type reason"
         )
+        self.spilled = counter(
+            "wire_stream_spilled",
+            "Log events a consumer fell behind on (fetched from history later)",
+            "client",
+        )
+        self.caught_up = counter(
+            "wire_stream_caught_up", "Events delivered from history to a consumer that fell behind", "client"
+        )
+        self.handler_errors = counter(
+            "wire_stream_handler_errors", "Subscription handlers that raised", "client"
+        )
         self.backpressure = counter(
-            "wire_stream_backpressure", "Times the full delivery queue made the client stop reading", "client"
+            "wire_stream_backpressure", "Times the client stopped reading for a consumer", "client"
         )
         self.fallback = gauge("wire_stream_fallback_active", "1 while polling instead of streaming", "client")
         self.fallbacks = counter("wire_stream_fallbacks", "Falls back to polling", "client")
@@ -85,7 +101,12 @@ def _collectors(registry: CollectorRegistry) -> _Collectors:
 
 @dataclass
 class ClientStats:
-    """The same counts as plain numbers, per client."""
+    """The same counts as plain numbers, per client.
+
+    `dropped` counts every tick a consumer's queue dropped; `conflated` the part of them that a
+    newer value of the same symbol replaced (by design: latest value wins, see the
+    `conflate` policy in config.py). `spilled` counts log events a consumer was too far
+    behind to queue and `caught_up` those it then got from history (outlet.py)."""
 
     messages: int = 0
     dupes_dropped: int = 0
@@ -96,7 +117,12 @@ class ClientStats:
     reconnects: int = 0
     fallbacks: int = 0
     dropped: int = 0
+    conflated: int = 0
+    spilled: int = 0
+    caught_up: int = 0
+    handler_errors: int = 0
     backpressure: int = 0
+    token_refreshes: int = 0
 
 
 class ClientMetrics:
@@ -106,6 +132,9 @@ class ClientMetrics:
         self.stats = ClientStats()
         self._c = _collectors(self.registry)
         self._transport = ""
+        self._messages: dict[tuple[str, str], Any] = {}  # labelled children, made once
+        self._dupes: dict[tuple[str, str], Any] = {}
+        self._dropped: dict[tuple[str, str], Any] = {}
 
     def state(self, state: ConnectionState, transport: str) -> None:
         if self._transport and self._transport != transport:
@@ -118,13 +147,21 @@ class ClientMetrics:
         self.stats.reconnects += 1
         self._c.reconnects.labels(self.client, transport).inc()
 
-    def message(self, transport: str, type_: str) -> None:
-        self.stats.messages += 1
-        self._c.messages.labels(self.client, transport, type_).inc()
+    def message(self, transport: str, type_: str, count: int = 1) -> None:
+        self.stats.messages += count
+        child = self._messages.get((transport, type_))
+        if child is None:
+            child = self._messages[(transport, type_)] = self._c.messages.labels(
+                self.client, transport, type_
+            )
+        child.inc(count)
 
     def dupe(self, transport: str, type_: str) -> None:
         self.stats.dupes_dropped += 1
-        self._c.dupes.labels(self.client, transport, type_).inc()
+        child = self._dupes.get((transport, type_))
+        if child is None:
+            child = self._dupes[(transport, type_)] = self._c.dupes.labels(self.client, transport, type_)
+        child.inc()
 
     def gap_check(self, transport: str) -> None:
         self.stats.gap_checks += 1
@@ -144,7 +181,27 @@ class ClientMetrics:
 
     def dropped(self, type_: str, reason: str) -> None:
         self.stats.dropped += 1
-        self._c.dropped.labels(self.client, type_, reason).inc()
+        if reason == "conflated":
+            self.stats.conflated += 1
+        child = self._dropped.get((type_, reason))
+        if child is None:
+            child = self._dropped[(type_, reason)] = self._c.dropped.labels(self.client, type_, reason)
+        child.inc()
+
+    def spilled(self) -> None:
+        self.stats.spilled += 1
+        self._c.spilled.labels(self.client).inc()
+
+    def caught_up(self, count: int) -> None:
+        self.stats.caught_up += count
+        self._c.caught_up.labels(self.client).inc(count)
+
+    def handler_error(self) -> None:
+        self.stats.handler_errors += 1
+        self._c.handler_errors.labels(self.client).inc()
+
+    def token_refresh(self) -> None:
+        self.stats.token_refreshes += 1
 
     def backpressure(self) -> None:
         self.stats.backpressure += 1
@@ -154,5 +211,6 @@ class ClientMetrics:
         self.stats.fallbacks += 1
         self._c.fallbacks.labels(self.client).inc()
 
-    def queue_depth(self, depth: int) -> None:
-        self._c.queue_depth.labels(self.client).set(depth)
+    def queue_depth(self, depth: Callable[[], float]) -> None:
+        """Read the depth from `depth()` when the registry is collected (not per event)."""
+        self._c.queue_depth.labels(self.client).set_function(depth)

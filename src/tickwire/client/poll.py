@@ -1,8 +1,11 @@
 """The poll transport: long-polling `GET {prefix}/{stream}/events` (SPEC section 7).
 
-One loop per stream: ask for the events after the last id it got, holding the request up to
-`poll_wait_s`; an answer with `recovered: false` becomes a `stream:reset` followed by the
-fresh events it carries. `fetch_events` is also how the client repairs gaps.
+One loop per link (sse.py's `plan`: the user's own streams share one loop on
+`me/events?streams=...`, composite.py): ask for the events after the last id it got,
+holding the request up to `poll_wait_s`; an answer with `recovered: false` becomes a
+`stream:reset` followed by the fresh events it carries. The first answer of a resumed loop
+is its replay (`replayed`). `fetch_events` is also how the client repairs gaps, catches up a
+consumer that fell behind, and answers `Client.history`.
 
 A stream whose log is still empty has a snapshot without an id, so there is nothing to poll
 "after" and the server answers at once with the same snapshot: the loop then waits
@@ -20,9 +23,11 @@ from typing import Any
 import httpx
 import orjson
 
-from tickwire.client.errors import TransportError
-from tickwire.client.events import CONNECTED, RESET, StreamSpec, WireEvent
-from tickwire.client.transports import Endpoint, InboxSession, add_streams
+from tickwire.client.composite import NAME as ME
+from tickwire.client.composite import Splitter, composite_params, is_public, plan, resume_point
+from tickwire.client.errors import StreamRefused, TransportError
+from tickwire.client.events import CONNECTED, RESET, StreamSpec, WireEvent, seq_of
+from tickwire.client.transports import Endpoint, InboxSession
 
 IDLE_S = 1.0
 
@@ -36,10 +41,16 @@ class PollAnswer:
 
 
 async def fetch_events(
-    endpoint: Endpoint, spec: StreamSpec, after: str | None, *, limit: int, wait: float = 0.0
+    endpoint: Endpoint,
+    spec: StreamSpec,
+    after: str | None,
+    *,
+    limit: int,
+    wait: float = 0.0,
+    params: Mapping[str, str] | None = None,
 ) -> PollAnswer:
-    """One request to the events endpoint of `spec`."""
-    params = {**spec.params(), "limit": str(limit)}
+    """One request to the events endpoint of `spec` (`params`: instead of the spec's)."""
+    params = {**(spec.params() if params is None else params), "limit": str(limit)}
     if after is not None:
         params["after"] = after
     if wait > 0:
@@ -49,7 +60,7 @@ async def fetch_events(
         response = await endpoint.http.get(
             endpoint.url(f"{spec.name}/events"),
             params=params,
-            headers=endpoint.headers(),
+            headers=endpoint.headers(anonymous=is_public(spec.name)),
             timeout=httpx.Timeout(config.connect_timeout_s, read=wait + config.connect_timeout_s),
         )
     except (httpx.HTTPError, OSError) as exc:
@@ -59,7 +70,9 @@ async def fetch_events(
     try:
         body = orjson.loads(response.content)
         events = [
-            WireEvent(spec.name, str(item["event"]), item.get("id"), item.get("data"))
+            WireEvent(
+                spec.name, str(item["event"]), item.get("id"), item.get("data"), seq=seq_of(item.get("seq"))
+            )
             for item in body["events"]
         ]
         return PollAnswer(
@@ -89,65 +102,128 @@ class PollTransport:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
+        self.use_me = endpoint.config.use_me  # False once a server refused `/me`
 
     async def open(self, wanted: Mapping[str, StreamSpec], last_ids: Mapping[str, str | None]) -> PollSession:
-        session = PollSession(self.endpoint)
-        await add_streams(session, wanted, last_ids)
+        session = PollSession(self)
+        try:
+            await session.update(wanted, last_ids)
+        except BaseException:
+            await session.close()
+            raise
         return session
 
 
 class PollSession(InboxSession):
     transport = "poll"
 
-    def __init__(self, endpoint: Endpoint) -> None:
-        super().__init__(endpoint.config.inbox_capacity)
-        self.endpoint = endpoint
-        self._loops: dict[str, asyncio.Task[None]] = {}
+    def __init__(self, owner: PollTransport) -> None:
+        super().__init__(owner.endpoint.config.inbox_capacity)
+        self.owner = owner
+        self.endpoint = owner.endpoint
+        self._loops: dict[str, tuple[dict[str, StreamSpec], asyncio.Task[None]]] = {}
 
-    async def add(self, spec: StreamSpec, after: str | None) -> None:
-        config = self.endpoint.config
-        answer = await fetch_events(self.endpoint, spec, after, limit=config.poll_limit)
+    async def update(self, wanted: Mapping[str, StreamSpec], last_ids: Mapping[str, str | None]) -> None:
+        target = plan(wanted, self.owner.use_me)
+        for key, (parts, task) in list(self._loops.items()):
+            if target.get(key) != parts:
+                del self._loops[key]
+                task.cancel()
+                await asyncio.wait({task})
+        if ME in target and ME not in self._loops:
+            try:
+                await self._add(ME, target[ME], resume_point(list(target[ME].values()), last_ids))
+            except StreamRefused as exc:
+                if exc.status not in (400, 403, 404):
+                    raise
+                self.owner.use_me = False
+                await self.update(wanted, last_ids)
+                return
+        opening = [k for k in target if k not in self._loops]
+        await asyncio.gather(
+            *(self._add(k, target[k], self._resume(target[k][k], last_ids)) for k in opening)
+        )
+        self.streams = {n: s for parts in target.values() for n, s in parts.items()}
+
+    def _resume(self, spec: StreamSpec, last_ids: Mapping[str, str | None]) -> str | None:
+        """As sse.py's: a stream whose symbols grew starts fresh."""
+        before = self.streams.get(spec.name)
+        grew = spec.symbols is None or (
+            before is not None and before.symbols is not None and not spec.symbols <= before.symbols
+        )
+        if before is not None and before != spec and grew:
+            return None
+        return last_ids.get(spec.name)
+
+    async def _add(self, key: str, parts: dict[str, StreamSpec], after: str | None) -> None:
+        specs = list(parts.values())
+        if key == ME:
+            link = Poller(self, StreamSpec(ME), composite_params(specs), Splitter(specs), key)
+        else:
+            link = Poller(self, specs[0], None, None, key)
+        answer = await link.fetch(after, wait=0.0)
         self.touch()
-        self.streams[spec.name] = spec
-        await self.push(WireEvent(spec.name, CONNECTED, None, {"stream": spec.name, "transport": "poll"}))
-        self._loops[spec.name] = self.spawn(self._loop(spec, after, answer), f"tickwire-poll-{spec.name}")
+        await self.push_many(
+            link.split(WireEvent(key, CONNECTED, None, {"stream": key, "transport": "poll"}))
+        )
+        self._loops[key] = (parts, self.spawn(link.run(after, answer), f"tickwire-poll-{key}"))
 
-    async def _loop(self, spec: StreamSpec, after: str | None, answer: PollAnswer) -> None:
-        config = self.endpoint.config
+
+class Poller:
+    """One poll loop: a stream, or the user's own streams on `me/events`."""
+
+    def __init__(
+        self,
+        session: PollSession,
+        spec: StreamSpec,
+        params: Mapping[str, str] | None,
+        splitter: Splitter | None,
+        key: str,
+    ) -> None:
+        self.session = session
+        self.spec = spec
+        self.params = params
+        self.splitter = splitter
+        self.key = key
+
+    async def fetch(self, after: str | None, wait: float) -> PollAnswer:
+        config = self.session.endpoint.config
+        return await fetch_events(
+            self.session.endpoint, self.spec, after, limit=config.poll_limit, wait=wait, params=self.params
+        )
+
+    def split(self, event: WireEvent) -> list[WireEvent]:
+        return self.splitter.split(event) if self.splitter is not None else [event]
+
+    async def emit(self, events: list[WireEvent], replayed: bool) -> None:
+        out: list[WireEvent] = []
+        for event in events:
+            event.stream = self.key
+            event.replayed = replayed
+            out.extend(self.split(event))
+        if out:
+            await self.session.push_many(out)
+
+    async def run(self, after: str | None, answer: PollAnswer) -> None:
+        config = self.session.endpoint.config
         idle: list[tuple[str, Any]] | None = None
+        replayed = after is not None
         while True:
             if not answer.recovered:
                 data = {"recovered": False, "reason": answer.reason or "unknown", "timestamp": _now()}
-                await self.push(WireEvent(spec.name, RESET, None, data))
+                await self.emit([WireEvent(self.key, RESET, None, data)], False)
                 after = None  # the old id cannot be resumed from
+                replayed = False
             if answer.last_event_id is None and after is None:
                 # Nothing to poll after yet: pass the id-less snapshot on when it changes.
                 shape = _without_timestamp(answer.events)
                 if shape != idle:
                     idle = shape
-                    for event in answer.events:
-                        await self.push(event)
+                    await self.emit(answer.events, False)
                 await asyncio.sleep(IDLE_S)
             else:
-                for event in answer.events:
-                    await self.push(event)
+                await self.emit(answer.events, replayed)
                 after = answer.last_event_id or after
-            answer = await fetch_events(
-                self.endpoint, spec, after, limit=config.poll_limit, wait=config.poll_wait_s if after else 0
-            )
-            self.touch()
-
-    async def update(self, wanted: Mapping[str, StreamSpec], last_ids: Mapping[str, str | None]) -> None:
-        for name in [n for n in self.streams if n not in wanted or wanted[n] != self.streams[n]]:
-            old = self.streams.pop(name)
-            task = self._loops.pop(name, None)
-            if task is not None:
-                task.cancel()
-                await asyncio.wait({task})
-            new = wanted.get(name)
-            if new is not None and not (new.symbols is not None and not new.symbols):
-                adds = new.symbols is None or (old.symbols is not None and not new.symbols <= old.symbols)
-                await self.add(new, None if adds else last_ids.get(name))
-        for name, spec in wanted.items():
-            if name not in self.streams and not (spec.symbols is not None and not spec.symbols):
-                await self.add(spec, last_ids.get(name))
+            replayed = False
+            answer = await self.fetch(after, config.poll_wait_s if after else 0)
+            self.session.touch()

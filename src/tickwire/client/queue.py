@@ -11,18 +11,19 @@ Rules:
       (the newer value wins, queued at the end; counted as dropped, reason `conflated`);
    b. otherwise the oldest droppable item of the lowest priority (queued or the new one)
       is dropped and counted (reason `full`);
-   c. when nothing is droppable (log events are never dropped) `put()` waits for room:
-      backpressure, which stops the client reading its socket, which lets the server's
-      slow-consumer policy and history do their jobs.
+   c. when nothing is droppable `put()` waits for room (`put_nowait` says False): the
+      caller decides (outlet.py spills log events to history instead of waiting).
+   An item put with `conflate_always` replaces the queued item of its key even when there is
+   room (a consumer that only wants the latest value per key).
 3. `close()` ends `get()` once the queue is drained (raising the error given, if any).
 
-Nothing here does I/O; `put` and `get` are the only awaits.
+Nothing here does I/O; `put` and `get` are the only awaits. `offer` is the fast path of a
+caller that classified the item itself (lane, priority, droppable, key).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
@@ -30,6 +31,7 @@ from typing import Generic, TypeVar
 from tickwire.client.errors import ClientError
 
 T = TypeVar("T")
+LEVELS = 4  # priorities 0 (most urgent) .. 3
 
 
 class QueueClosed(ClientError):
@@ -37,10 +39,11 @@ class QueueClosed(ClientError):
 
 
 class _Entry(Generic[T]):
-    __slots__ = ("alive", "item", "key", "priority", "seq")
+    __slots__ = ("alive", "item", "key", "lane", "priority", "seq")
 
-    def __init__(self, item: T, priority: int, key: Hashable | None, seq: int) -> None:
+    def __init__(self, item: T, lane: _Lane[T], priority: int, key: Hashable | None, seq: int) -> None:
         self.item = item
+        self.lane = lane
         self.priority = priority
         self.key = key
         self.seq = seq
@@ -52,15 +55,14 @@ class _Lane(Generic[T]):
 
     def __init__(self) -> None:
         self.entries: deque[_Entry[T]] = deque()
-        self.counts: dict[int, int] = {}
-
-    def head(self) -> _Entry[T] | None:
-        while self.entries and not self.entries[0].alive:
-            self.entries.popleft()
-        return self.entries[0] if self.entries else None
+        self.counts = [0] * LEVELS
 
     def best(self) -> int:
-        return min(p for p, n in self.counts.items() if n > 0)
+        counts = self.counts
+        for priority in range(LEVELS):
+            if counts[priority]:
+                return priority
+        return LEVELS
 
 
 class DeliveryQueue(Generic[T]):
@@ -84,16 +86,16 @@ class DeliveryQueue(Generic[T]):
         self._on_drop = on_drop
         self._lanes: dict[str, _Lane[T]] = {}
         self._keys: dict[Hashable, _Entry[T]] = {}
-        self._droppables: dict[int, deque[_Entry[T]]] = {}  # oldest first, dead ones skipped
+        self._droppables: list[deque[_Entry[T]]] = [deque() for _ in range(LEVELS)]
         self._size = 0
-        self._seq = itertools.count()
+        self._seq = 0
         self._readable = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         self._closed = False
         self._error: BaseException | None = None
         self.dropped = 0
-        self.waits = 0  # times put() had to wait for room (backpressure)
+        self.waits = 0  # times put() had to wait for room
 
     def __len__(self) -> int:
         return self._size
@@ -106,48 +108,59 @@ class DeliveryQueue(Generic[T]):
 
     async def put(self, item: T) -> None:
         """Queue `item`, dropping by priority or waiting for room as the rules say."""
-        while not self._offer(item):
+        while not self.put_nowait(item):
             self.waits += 1
             self._room.clear()
             await self._room.wait()
 
     def put_nowait(self, item: T) -> bool:
         """Queue `item` if the rules allow it without waiting; False when it must wait."""
-        return self._offer(item)
+        can_drop = self._droppable(item)
+        return self.offer(
+            item, self._lane_of(item), self._priority(item), can_drop, self._key(item) if can_drop else None
+        )
 
     def force(self, item: T) -> None:
-        """Queue `item` even over the bound (for an item already accepted when its
-        producer is cancelled: it must not be lost)."""
-        self._append(item)
+        """Queue `item` even over the bound (an item that must not wait nor be lost)."""
+        can_drop = self._droppable(item)
+        self._append(
+            item, self._lane_of(item), self._priority(item), can_drop, self._key(item) if can_drop else None
+        )
 
-    def _offer(self, item: T) -> bool:
+    def offer(
+        self,
+        item: T,
+        lane: str,
+        priority: int,
+        can_drop: bool,
+        key: Hashable | None,
+        conflate_always: bool = False,
+    ) -> bool:
+        """`put_nowait` for an item the caller classified: False when it must wait."""
         if self._closed:
             raise QueueClosed("queue closed")
-        if self._size < self.capacity:
-            self._append(item)
-            return True
-        new_droppable = self._droppable(item)
-        key = self._key(item) if new_droppable else None
-        if key is not None:
+        if key is not None and (conflate_always or self._size >= self.capacity):
             old = self._keys.get(key)
             if old is not None and old.alive:
                 self._kill(old, "conflated")
-                self._append(item)
+                self._append(item, lane, priority, can_drop, key)
                 return True
+        if self._size < self.capacity:
+            self._append(item, lane, priority, can_drop, key)
+            return True
         victim = self._victim()
-        new_priority = self._priority(item)
-        if new_droppable and (victim is None or new_priority >= victim.priority):
+        if can_drop and (victim is None or priority >= victim.priority):
             self._count_drop(item, "full")
             return True
         if victim is None:
             return False
         self._kill(victim, "full")
-        self._append(item)
+        self._append(item, lane, priority, can_drop, key)
         return True
 
     def _victim(self) -> _Entry[T] | None:
         """The oldest droppable entry of the lowest priority."""
-        for priority in sorted(self._droppables, reverse=True):
+        for priority in range(LEVELS - 1, -1, -1):
             entries = self._droppables[priority]
             while entries and not entries[0].alive:
                 entries.popleft()
@@ -155,23 +168,21 @@ class DeliveryQueue(Generic[T]):
                 return entries[0]
         return None
 
-    def _append(self, item: T) -> None:
-        name = self._lane_of(item)
+    def _append(self, item: T, name: str, priority: int, can_drop: bool, key: Hashable | None) -> None:
         lane = self._lanes.get(name)
         if lane is None:
             lane = self._lanes[name] = _Lane()
-        priority = self._priority(item)
-        can_drop = self._droppable(item)
-        key = self._key(item) if can_drop else None
-        entry = _Entry(item, priority, key, next(self._seq))
+        self._seq += 1
+        entry = _Entry(item, lane, priority, key, self._seq)
         lane.entries.append(entry)
+        lane.counts[priority] += 1
         if can_drop:
-            self._droppables.setdefault(priority, deque()).append(entry)
-        lane.counts[priority] = lane.counts.get(priority, 0) + 1
-        if key is not None:
-            self._keys[key] = entry
+            self._droppables[priority].append(entry)
+            if key is not None:
+                self._keys[key] = entry
         self._size += 1
-        self._readable.set()
+        if self._size == 1:
+            self._readable.set()
 
     def _kill(self, entry: _Entry[T], reason: str) -> None:
         entry.alive = False
@@ -179,10 +190,10 @@ class DeliveryQueue(Generic[T]):
         self._count_drop(entry.item, reason)
 
     def _forget(self, entry: _Entry[T]) -> None:
-        lane = self._lanes[self._lane_of(entry.item)]
-        lane.counts[entry.priority] -= 1
-        if entry.key is not None and self._keys.get(entry.key) is entry:
-            del self._keys[entry.key]
+        entry.lane.counts[entry.priority] -= 1
+        key = entry.key
+        if key is not None and self._keys.get(key) is entry:
+            del self._keys[key]
         self._size -= 1
 
     def _count_drop(self, item: T, reason: str) -> None:
@@ -190,35 +201,75 @@ class DeliveryQueue(Generic[T]):
         if self._on_drop is not None:
             self._on_drop(item, reason)
 
+    def take_lane(self, name: str, predicate: Callable[[T], bool], remove: bool) -> list[T]:
+        """The waiting items of lane `name` that `predicate` accepts, oldest first; taken out
+        of the queue when `remove` (moved to another consumer, not dropped)."""
+        lane = self._lanes.get(name)
+        if lane is None:
+            return []
+        out = []
+        for entry in lane.entries:
+            if entry.alive and predicate(entry.item):
+                out.append(entry.item)
+                if remove:
+                    entry.alive = False
+                    self._forget(entry)
+        if remove and out and self._size == 0:
+            self._readable.clear()
+        if remove and out:
+            self._room.set()
+        return out
+
     # -- consumer ------------------------------------------------------------------
 
     def get_nowait(self) -> T | None:
+        lanes = self._lanes
+        if len(lanes) == 1:
+            chosen: _Lane[T] | None = next(iter(lanes.values()))
+        else:
+            chosen = self._choose()
+        if chosen is None:
+            return None
+        entries = chosen.entries
+        while entries and not entries[0].alive:
+            entries.popleft()
+        if not entries:
+            return None
+        entry = entries.popleft()
+        entry.alive = False
+        self._forget(entry)
+        if entry.key is not None or self._droppables[entry.priority]:
+            self._trim(entry.priority)
+        room = self._room
+        if not room.is_set():
+            room.set()
+        if self._size == 0:
+            self._readable.clear()
+            lanes.clear()
+            for dq in self._droppables:
+                dq.clear()
+        return entry.item
+
+    def _choose(self) -> _Lane[T] | None:
         best: tuple[int, int] | None = None
         chosen: _Lane[T] | None = None
         for lane in self._lanes.values():
-            head = lane.head()
-            if head is None:
+            entries = lane.entries
+            while entries and not entries[0].alive:
+                entries.popleft()
+            if not entries:
                 continue
-            rank = (lane.best(), head.seq)
+            rank = (lane.best(), entries[0].seq)
             if best is None or rank < best:
                 best, chosen = rank, lane
-        if chosen is None:
-            return None
-        entry = chosen.entries.popleft()
-        entry.alive = False
-        self._forget(entry)
-        dropq = self._droppables.get(entry.priority)
-        if dropq:
-            while dropq and not dropq[0].alive:
-                dropq.popleft()
-            if len(dropq) > 2 * self.capacity:
-                self._droppables[entry.priority] = deque(e for e in dropq if e.alive)
-        self._room.set()
-        if self._size == 0:
-            self._readable.clear()
-            self._lanes.clear()
-            self._droppables.clear()
-        return entry.item
+        return chosen
+
+    def _trim(self, priority: int) -> None:
+        dropq = self._droppables[priority]
+        while dropq and not dropq[0].alive:
+            dropq.popleft()
+        if len(dropq) > 2 * self.capacity:
+            self._droppables[priority] = deque(e for e in dropq if e.alive)
 
     async def get(self) -> T:
         """The next item; raises `QueueClosed` (or the close error) once closed and drained."""

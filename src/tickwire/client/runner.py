@@ -8,10 +8,18 @@ closed and the runner reconnects after a backoff delay (backoff.py); after
 transport every `fallback_probe_s`, and switches back as soon as a probe opens.
 `max_attempts` failed attempts in a row end the client (`RetriesExhausted`).
 
-Tokens (credentials.py): every attempt first asks the token provider, if any, for the token
-to send. A session that ends with `AuthExpired` (the server's `auth:expired`, a 401 or 4001
+Tokens (credentials.py): every attempt first asks `get_token`, if any, for the token to
+send. A session that ends with `AuthExpired` (the server's `auth:expired`, a 401 or 4001
 with a provider) is reopened at once with the fresh token; an attempt refused that way is
-retried with backoff but counts neither towards `max_attempts` nor the fallback.
+retried with backoff but counts neither towards `max_attempts` nor the fallback. While a
+session is open, a second task asks for a new token shortly before the current one's `exp`
+and hands it to the session (a WebSocket re-authenticates in place and stays open).
+
+An unreachable server is never silent: every failed attempt moves the state
+(`reconnecting`, with the reason), the first failure and each new kind of failure are
+logged as warnings, `last_error` says what failed last, and with `first_connect_timeout_s`
+a client that never connected closes with `ConnectTimeout` (raised by `events()`,
+`ready()`, `wait_for_state()`).
 
 Subscription changes made while a session is open are sent on it by a second task
 (`subscriptions_changed`), batched over `batch_window_s`; a refusal ends the client.
@@ -31,6 +39,7 @@ from tickwire.client.config import ClientConfig
 from tickwire.client.errors import (
     AuthExpired,
     ClientError,
+    ConnectTimeout,
     RetriesExhausted,
     StaleConnection,
     StreamRefused,
@@ -89,10 +98,39 @@ class Runner:
         self._fatal: ClientError | None = None
         self._handled_at = 0.0
         self._session_version = -1
+        self._connected_once = False
+        self._last_kind = ""
+        self._deadline: asyncio.TimerHandle | None = None
         self.fallback_reason: str | None = None
+        self.last_error: str | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"tickwire-client-{self.name}")
+        timeout = self.config.first_connect_timeout_s
+        if timeout is not None:
+            self._deadline = asyncio.get_running_loop().call_later(
+                timeout, self._first_connect_expired, timeout
+            )
+
+    def _first_connect_expired(self, timeout: float) -> None:
+        if self._connected_once or self._task is None or self._task.done():
+            return
+        self._fatal = ConnectTimeout(
+            f"no connection to {self._endpoint.base_url} within {timeout:g} s; last: {self.last_error or 'none'}"
+        )
+        self._task.cancel()
+
+    def _failed(self, exc: BaseException) -> None:
+        """Say that an attempt failed: in the log (as a warning the first time and when the
+        reason changes) and in `last_error`."""
+        text = str(exc)
+        kind = type(exc).__name__ + text.split(":", 2)[0]
+        if self.last_error is None or kind != self._last_kind:
+            log.warning("client %s: cannot connect: %s (retrying with backoff)", self.name, text)
+        else:
+            log.info("client %s: cannot connect: %s", self.name, text)
+        self._last_kind = kind
+        self.last_error = text
 
     async def stop(self) -> None:
         """Cancel the runner (it closes its session and finishes the client) and wait."""
@@ -115,7 +153,10 @@ class Runner:
             log.exception("client runner failed")
             error = ClientError(f"client failed: {exc!r}")
         finally:
+            if self._deadline is not None:
+                self._deadline.cancel()
             await self._drop_session()
+            await self._router.close()
             self._on_finish(error)
 
     async def _connect_loop(self) -> None:
@@ -132,10 +173,12 @@ class Runner:
             try:
                 session = await self._open(primary)
             except AuthExpired as exc:  # a fresh token is asked for before the next attempt
+                self._failed(exc)
                 self._status.move(S.RECONNECTING, str(exc), primary.name)
                 await self._sleep(self._delay(backoff, exc))
                 continue
             except TransportError as exc:
+                self._failed(exc)
                 failures += 1
                 if self._fallback_due(primary, failures):
                     self.fallback_reason = f"{primary.name} failed {failures} times in a row; last: {exc}"
@@ -148,6 +191,7 @@ class Runner:
             failures = 0
             backoff.reset()
             self.fallback_reason = None
+            self._connected_once = True
             self._status.move(S.CONNECTED, f"{session.transport} connected", session.transport)
             try:
                 await self._serve(session)
@@ -222,6 +266,7 @@ class Runner:
             try:
                 session = await self._open(poll)
             except TransportError as exc:
+                self._failed(exc)
                 if not isinstance(exc, AuthExpired):
                     failures += 1
                     self._give_up_if(failures, exc)
@@ -229,6 +274,7 @@ class Runner:
                 continue
             failures = 0
             backoff.reset()
+            self._connected_once = True
             try:
                 await self._serve(session)
             except TransportError as exc:
@@ -242,17 +288,23 @@ class Runner:
     async def _serve(self, session: Session) -> None:
         self._session = session
         self._session_version = -1
-        self._handled_at = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._handled_at = loop.time()
         self.subscriptions_changed()
-        while True:
-            event = await self._receive(session)
-            await self._router.handle(event, session.transport)
-            self._handled_at = asyncio.get_running_loop().time()
+        refresher = loop.create_task(self._refresh_tokens(session), name=f"tickwire-token-{self.name}")
+        handle = self._router.handle_batch
+        try:
+            while True:
+                batch = await self._receive(session)
+                await handle(batch, session.transport)
+                self._handled_at = loop.time()
+        finally:
+            refresher.cancel()
 
-    async def _receive(self, session: Session) -> WireEvent:
+    async def _receive(self, session: Session) -> list[WireEvent]:
         stale = self.config.stale_timeout_s
         if stale <= 0:
-            return await session.receive()
+            return await session.receive_batch()
         loop = asyncio.get_running_loop()
         while True:
             since = max(session.last_activity, self._handled_at)
@@ -261,9 +313,27 @@ class Runner:
                 raise StaleConnection(f"{session.transport}: no bytes for {stale:g} s")
             try:
                 async with asyncio.timeout(remaining):
-                    return await session.receive()
+                    return await session.receive_batch()
             except TimeoutError:
                 continue
+
+    async def _refresh_tokens(self, session: Session) -> None:
+        """Shortly before the token's `exp`, get a new one and hand it to the open session."""
+        credentials = self._endpoint.credentials
+        while True:
+            due = credentials.refresh_in()
+            if due is None:
+                return
+            await asyncio.sleep(max(0.0, due))
+            try:
+                token = await credentials.refresh()
+            except TransportError as exc:  # the provider failed: the expiry will reconnect
+                log.warning("client %s: token refresh failed: %s", self.name, exc)
+                await asyncio.sleep(5.0)
+                continue
+            self._metrics.token_refresh()
+            if token is not None and await session.reauthenticate(token):
+                log.info("client %s: %s re-authenticated with a fresh token", self.name, session.transport)
 
     # -- subscription changes ------------------------------------------------------------------
 

@@ -58,7 +58,8 @@ class SubscriptionManager:
         self.on_change = on_change
         self.version = 0
 
-    def acquire(self, spec: StreamSpec) -> Handle:
+    def acquire(self, spec: StreamSpec, handle: Handle | None = None) -> Handle:
+        """Hold `spec` until the handle (a new one, or `handle`) is released."""
         known = self._params.get(spec.name)
         if known is not None and known.user_id != spec.user_id:
             raise ValueError(
@@ -74,7 +75,10 @@ class SubscriptionManager:
         else:
             self._streams[spec.name] = self._streams.get(spec.name, 0) + 1
         self._changed(before)
-        return Handle(spec, self)
+        if handle is None:
+            return Handle(spec, self)
+        handle._manager = self
+        return handle
 
     def _release(self, handle: Handle) -> None:
         before = self.wanted()

@@ -3,15 +3,21 @@
 A `Transport` opens `Session`s: `open(wanted, last_ids)` connects, starts every wanted
 stream from its last id (None = fresh: snapshot or buffered events) and returns once the
 server has accepted them all, or raises `TransportError` (retry) / `StreamRefused` (don't).
-A session then yields `WireEvent`s from `receive()` in arrival order (each stream's events
-in stream order) until it fails by raising; `update()` changes its streams; `close()` ends
-it. `last_activity` is the loop time of the last bytes received, keepalives included, for
-stale detection.
+A session then yields lists of `WireEvent`s from `receive_batch()` in arrival order (each
+stream's events in stream order) until it fails by raising; `update()` changes its streams;
+`reauthenticate(token)` hands it a fresh token (WebSocket: in place; the others use it from
+their next request); `close()` ends it. `last_activity` is the loop time of the last bytes
+received, keepalives included, for stale detection.
 
-Implementations (one module each): sse.py (one HTTP response per stream), ws.py (every
-stream on one WebSocket), poll.py (long-polling the events endpoint; also the fallback).
-Each session's readers push into a bounded inbox, so a client that stops processing stops
-reading its sockets (backpressure reaches the server).
+Implementations (one module each): sse.py (HTTP responses: the user's own streams on one
+`/me` response, composite.py), ws.py (every stream on one WebSocket), poll.py
+(long-polling the events endpoint; also the fallback). Each session's readers push into a
+bounded inbox, whole socket reads at a time, so the client handles events in batches and
+a client that stops processing stops reading its sockets.
+
+Protocol version (SPEC 6): `authenticated`, `subscribed` and SSE's `connected` carry
+`"v": 1`; `check_version` accepts its absence (older servers) and refuses a major version
+it does not know (`ProtocolVersionError`, which ends the client: upgrade it).
 
 Every transport makes a `connected` event per stream when the server accepted it (SSE: the
 server's own; WebSocket: from `subscribed`; poll: at the first answer).
@@ -34,7 +40,13 @@ import orjson
 
 from tickwire.client.config import ClientConfig
 from tickwire.client.credentials import Credentials
-from tickwire.client.errors import AuthExpired, ClientError, StreamRefused, TransportError
+from tickwire.client.errors import (
+    AuthExpired,
+    ClientError,
+    ProtocolVersionError,
+    StreamRefused,
+    TransportError,
+)
 from tickwire.client.events import StreamSpec, WireEvent
 
 log = logging.getLogger("tickwire.client")
@@ -42,6 +54,25 @@ log = logging.getLogger("tickwire.client")
 USER_AGENT = "tickwire-client"
 # HTTP statuses that retrying cannot fix.
 REFUSED_STATUSES = frozenset({400, 401, 403, 404, 405, 410})
+PROTOCOL_VERSION = 1  # the major version of the protocol this client speaks (SPEC 6)
+
+
+def check_version(message: Any, what: str) -> None:
+    """Refuse a message announcing a major protocol version other than ours (absent: fine)."""
+    if not isinstance(message, dict):
+        return
+    v = message.get("v")
+    if v is None:
+        return
+    try:
+        major = int(float(v))
+    except (TypeError, ValueError):
+        raise ProtocolVersionError(f"{what}: unreadable protocol version {v!r}") from None
+    if major != PROTOCOL_VERSION:
+        raise ProtocolVersionError(
+            f"{what}: the server speaks protocol version {v}, this client version {PROTOCOL_VERSION}: "
+            "upgrade tickwire's client"
+        )
 
 
 class Session(Protocol):
@@ -49,9 +80,11 @@ class Session(Protocol):
     last_activity: float
     streams: dict[str, StreamSpec]
 
-    async def receive(self) -> WireEvent: ...
+    async def receive_batch(self) -> list[WireEvent]: ...
 
     async def update(self, wanted: Mapping[str, StreamSpec], last_ids: Mapping[str, str | None]) -> None: ...
+
+    async def reauthenticate(self, token: str) -> bool: ...
 
     async def close(self) -> None: ...
 
@@ -80,7 +113,10 @@ class Endpoint:
         base = self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         return base + self.config.prefix.rstrip("/") + "/ws"
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, anonymous: bool = False) -> dict[str, str]:
+        """Request headers: the token unless `anonymous` (a public stream's own connection)."""
+        if anonymous:
+            return {"User-Agent": USER_AGENT}
         return {"User-Agent": USER_AGENT, **self.credentials.header()}
 
     def failure(self, what: str, status: int, body: bytes, headers: Mapping[str, str]) -> ClientError:
@@ -124,22 +160,51 @@ def decode_data(raw: str) -> Any:
 
 
 class InboxSession:
-    """Readers push events (or their failure) into a bounded inbox; `receive()` pops."""
+    """Readers push events (or their failure) into a bounded inbox; `receive_batch()` takes
+    everything that is there at once."""
 
     transport = "?"
 
     def __init__(self, capacity: int) -> None:
-        self._inbox: asyncio.Queue[WireEvent | BaseException] = asyncio.Queue(capacity)
+        self.capacity = capacity
+        self._inbox: list[WireEvent] = []
+        self._failure: BaseException | None = None
+        self._readable = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.streams: dict[str, StreamSpec] = {}
-        self.last_activity = asyncio.get_running_loop().time()
+        self._loop = asyncio.get_running_loop()
+        self.last_activity = self._loop.time()
         self.closed = False
 
     def touch(self) -> None:
-        self.last_activity = asyncio.get_running_loop().time()
+        self.last_activity = self._loop.time()
 
     async def push(self, event: WireEvent) -> None:
-        await self._inbox.put(event)
+        await self.push_many([event])
+
+    def offer(self, event: WireEvent) -> bool:
+        """Add one event without waiting; False when the inbox is over its bound."""
+        if len(self._inbox) >= self.capacity:
+            return False
+        self._inbox.append(event)
+        self._readable.set()
+        return True
+
+    async def push_many(self, events: list[WireEvent]) -> None:
+        """Add what one read produced; waits while the inbox is over its bound."""
+        while len(self._inbox) >= self.capacity:
+            self._room.clear()
+            await self._room.wait()
+        self._inbox.extend(events)
+        self._readable.set()
+
+    def fail(self, error: BaseException) -> None:
+        """The session is over: `receive_batch` raises `error` after what is pending."""
+        if self._failure is None:
+            self._failure = error
+        self._readable.set()
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(self._guard(coro), name=name)
@@ -153,16 +218,25 @@ class InboxSession:
         except asyncio.CancelledError:
             raise
         except ClientError as exc:
-            await self._inbox.put(exc)
+            self.fail(exc)
         except Exception as exc:  # a bug in a reader ends the session, not the client
             log.exception("session reader failed")
-            await self._inbox.put(TransportError(f"{self.transport} reader failed: {exc!r}"))
+            self.fail(TransportError(f"{self.transport} reader failed: {exc!r}"))
 
-    async def receive(self) -> WireEvent:
-        item = await self._inbox.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
+    async def receive_batch(self) -> list[WireEvent]:
+        while not self._inbox:
+            if self._failure is not None:
+                raise self._failure
+            self._readable.clear()
+            await self._readable.wait()
+        batch, self._inbox = self._inbox, []
+        self._room.set()
+        return batch
+
+    async def reauthenticate(self, token: str) -> bool:
+        """Take a fresh token; False: this transport cannot renew an open connection (its
+        next request carries the token anyway)."""
+        return False
 
     async def close(self) -> None:
         self.closed = True
@@ -172,18 +246,6 @@ class InboxSession:
         if tasks:
             # asyncio.wait, not `await task`: a cancellation of the caller must go through
             await asyncio.wait(tasks)
-
-
-async def add_streams(
-    session: InboxSession, wanted: Mapping[str, StreamSpec], last_ids: Mapping[str, str | None]
-) -> None:
-    """Open every wanted stream on a per-stream session (SSE, poll); all or nothing."""
-    add = session.add  # type: ignore[attr-defined]
-    try:
-        await asyncio.gather(*(add(spec, last_ids.get(name)) for name, spec in wanted.items()))
-    except BaseException:
-        await session.close()
-        raise
 
 
 def create_transport(name: str, endpoint: Endpoint) -> Transport:

@@ -7,6 +7,13 @@ once every `subscribed` (or `error`) arrived. Subscription changes during the se
 as batched commands; made while disconnected, they are kept by the client and the next
 session subscribes to the whole wanted set, each stream from its position.
 
+`authenticated` and `subscribed` carry the protocol version (`"v": 1`, checked by
+transports.py's `check_version`). `reauthenticate(token)` sends `{"type":"auth","token":...}`
+on the open socket and waits for `authenticated`, which moves the connection's expiry
+(SPEC 5): the runner does it shortly before the token's `exp`, so the socket stays open.
+Events that arrive for a stream subscribed with a `lastEventId` before its `subscribed`
+are its replay (`replayed`); the envelope's `"urgent": true` is kept (`urgent`).
+
 The session sends the protocol's `ping` command every `ws_ping_s`: the `pong` is traffic the
 client can see (the server's ping frames are answered inside `websockets`), so a socket
 that is silent for `stale_timeout_s` is dead. Close codes come from codes.py: a code that
@@ -30,12 +37,22 @@ from websockets.typing import Subprotocol
 
 from tickwire import codes
 from tickwire.client.errors import AuthExpired, ClientError, StreamRefused, TransportError
-from tickwire.client.events import CONNECTED, StreamSpec, WireEvent
+from tickwire.client.events import CONNECTED, StreamSpec, WireEvent, seq_of
 from tickwire.client.subscriptions import ws_commands
-from tickwire.client.transports import Endpoint, InboxSession
+from tickwire.client.transports import Endpoint, InboxSession, check_version
 from tickwire.wire.codecs import JSON_CODEC, MSGPACK_CODEC, DecodeError, WSCodec
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# The HTTP status each refusing `error` code stands for (codes.py); `StreamRefused.status`
+# is the application close code of the same meaning: 4000 + its last two digits.
+ERROR_STATUS = {
+    codes.BAD_REQUEST: 400,
+    codes.UNKNOWN_TYPE: 400,
+    codes.TOO_MANY_SUBSCRIPTIONS: 400,
+    codes.UNAUTHORIZED_ERROR: 401,
+    codes.FORBIDDEN: 403,
+    codes.NOT_FOUND: 404,
+}
 # `error` codes that retrying cannot fix.
 REFUSED_ERRORS = frozenset(
     {
@@ -101,6 +118,7 @@ class WSSession(InboxSession):
         # Streams whose `subscribed` has not come yet: their events (the server sends the
         # snapshot or replay first) wait here, so `connected` comes first as on SSE.
         self._awaiting: dict[str, list[WireEvent]] = {}
+        self._resuming: set[str] = set()  # subscribed with a lastEventId: held events are replays
         self._update_lock = asyncio.Lock()
         self.sent: list[dict[str, Any]] = []  # the last commands sent (bounded), for inspection
 
@@ -146,6 +164,10 @@ class WSSession(InboxSession):
                 if command["type"] == "subscribe":
                     for entry in command["streams"]:
                         self._awaiting.setdefault(entry["stream"], [])
+                        if "lastEventId" in entry:
+                            self._resuming.add(entry["stream"])
+                        else:
+                            self._resuming.discard(entry["stream"])
                 waits.append(fut)
                 await self.send(command)
             try:
@@ -159,6 +181,22 @@ class WSSession(InboxSession):
                     self._pending.pop(command["rid"], None)
             self.streams = {n: s for n, s in wanted.items() if not (s.symbols is not None and not s.symbols)}
 
+    async def reauthenticate(self, token: str) -> bool:
+        """Authenticate the open socket again with a fresh token (same user); True once the
+        server answered `authenticated`, False when it did not (the caller reconnects)."""
+        rid = f"auth-{next(self._rids)}"
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            await self.send({"type": "auth", "token": token, "rid": rid})
+            async with asyncio.timeout(self.endpoint.config.connect_timeout_s):
+                await fut
+        except (TimeoutError, ClientError):
+            return False
+        finally:
+            self._pending.pop(rid, None)
+        return True
+
     async def _ping(self) -> None:
         interval = self._ping_interval()
         while True:
@@ -167,10 +205,11 @@ class WSSession(InboxSession):
 
     async def _read(self) -> None:
         try:
+            decode = self.codec.decode
             async for frame in self.conn:
                 self.touch()
                 try:
-                    message = self.codec.decode(frame)
+                    message = decode(frame)
                 except DecodeError as exc:
                     raise TransportError(f"ws: undecodable frame: {exc}") from None
                 if isinstance(message, dict):
@@ -179,6 +218,9 @@ class WSSession(InboxSession):
             raise self._closed_error(exc) from None
         except OSError as exc:
             raise TransportError(f"ws: socket failed: {exc!r}") from None
+        except ClientError as exc:  # e.g. an unknown protocol version: whoever waits learns it
+            self._fail_pending(exc)
+            raise
         raise self._closed_error(None)
 
     def _closed_error(self, exc: ConnectionClosed | None) -> ClientError:
@@ -191,7 +233,7 @@ class WSSession(InboxSession):
             if close.code == codes.UNAUTHORIZED.code and self.endpoint.credentials.renewable:
                 error = AuthExpired(text)
             elif known is not None and not known.reconnect:
-                error = StreamRefused(text, close.code)
+                error = StreamRefused(text, close.code, known.name)
             else:
                 error = TransportError(text)
         self._fail_pending(error)
@@ -206,40 +248,59 @@ class WSSession(InboxSession):
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "event":
+            stream = message.get("stream") or ""
+            held = self._awaiting.get(stream)
             event = WireEvent(
-                str(message.get("stream") or ""),
+                stream,
                 str(message.get("event")),
                 message.get("id"),
                 message.get("data"),
+                message.get("urgent") is True,
+                held is not None and stream in self._resuming,
+                seq_of(message.get("seq")),
             )
-            held = self._awaiting.get(event.stream)
             if held is not None:
                 held.append(event)
-            else:
+            elif not self.offer(event):
                 await self.push(event)
         elif kind == "subscribed":
-            for item in message.get("streams") or []:
-                name = str(item.get("stream"))
-                data = {"stream": name, "recovered": bool(item.get("recovered", True)), "transport": "ws"}
-                await self.push(WireEvent(name, CONNECTED, None, data))
-                for event in self._awaiting.pop(name, []):
-                    await self.push(event)
+            check_version(message, "ws subscribed")
+            await self._subscribed(message)
+        elif kind == "authenticated":
+            check_version(message, "ws authenticated")
             self._answer(message.get("rid"))
         elif kind == "unsubscribed":
             self._answer(message.get("rid"))
         elif kind == "error":
-            code = str(message.get("code"))
-            if message.get("stream"):
-                self._awaiting.pop(str(message["stream"]), None)
-            text = f"ws: {code}: {message.get('message')}"
-            if message.get("stream"):
-                text += f" (stream {message['stream']})"
-            error = StreamRefused(text) if code in REFUSED_ERRORS else TransportError(text)
-            fut = self._pending.get(str(message.get("rid")))
-            if fut is not None and not fut.done():
-                fut.set_exception(error)
-            elif code in REFUSED_ERRORS:
-                raise error
+            self._error(message)
+
+    async def _subscribed(self, message: dict[str, Any]) -> None:
+        for item in message.get("streams") or []:
+            name = str(item.get("stream"))
+            data = {"stream": name, "recovered": bool(item.get("recovered", True)), "transport": "ws"}
+            await self.push_many([WireEvent(name, CONNECTED, None, data), *self._awaiting.pop(name, [])])
+        self._answer(message.get("rid"))
+
+    def _error(self, message: dict[str, Any]) -> None:
+        code = str(message.get("code"))
+        stream = message.get("stream")
+        if stream:
+            self._awaiting.pop(str(stream), None)
+        text = f"ws: {code}: {message.get('message')}"
+        if stream:
+            text += f" (stream {stream})"
+        error: ClientError
+        if code in REFUSED_ERRORS:
+            status = ERROR_STATUS.get(code, 400)
+            error = StreamRefused(text, 4000 + status % 100, code)
+        else:
+            error = TransportError(text)
+        fut = self._pending.get(str(message.get("rid")))
+        if fut is not None and not fut.done():
+            fut.set_exception(error)
+            fut.exception()
+        elif code in REFUSED_ERRORS:
+            raise error
 
     def _answer(self, rid: Any) -> None:
         fut = self._pending.get(str(rid)) if rid is not None else None

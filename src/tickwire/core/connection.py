@@ -10,6 +10,8 @@ with a fake clock:
   None = never) -> `auth:expired` (`{"message", "timestamp"}`, no id) after what is
   queued, then close (`auth_expired`: SSE ends the response, WebSocket closes with 4001).
   `authenticated_until` moves it (a WebSocket's `auth` with a fresh token).
+- tick cap: ticks waiting for the per-connection cap (core/outbox.py rule 5) are queued
+  at the outbox's `release_at()`
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tickwire.codes import CloseReason
 from tickwire.core.clock import Clock
 from tickwire.core.event import Event, iso_timestamp
 from tickwire.core.outbox import DeliveryStats, Outbox
+from tickwire.core.pacing import TickPacer
 
 if TYPE_CHECKING:
     from tickwire.core.hub import Subscription
@@ -49,6 +52,7 @@ class TimerAction(Enum):
     KEEPALIVE = "keepalive"
     IDLE_CLOSE = "idle"
     AUTH_EXPIRED = "auth_expired"
+    RELEASE = "release"
 
 
 AUTH_EXPIRED_EVENT = "auth:expired"
@@ -82,6 +86,7 @@ class Connection:
         idle_timeout_s: float = 300.0,
         conflate: bool = True,
         expires_at: float | None = None,
+        max_ticks_per_s: float = 0.0,
     ) -> None:
         self.serial = next(_serial)
         self.client_id = client_id
@@ -93,7 +98,8 @@ class Connection:
         self.correlation_id = correlation_id
         self.keepalive_s = keepalive_s
         self.idle_timeout_s = idle_timeout_s
-        self.outbox = Outbox(outbox_limit, notify, stats, conflate=conflate)
+        pacer = TickPacer(clock, max_ticks_per_s) if max_ticks_per_s > 0 else None
+        self.outbox = Outbox(outbox_limit, notify, stats, conflate=conflate, pacer=pacer)
         self.subscriptions: dict[str, Subscription] = {}
         now = clock.monotonic()
         self.opened_at = now
@@ -149,7 +155,8 @@ class Connection:
         if self.expires_at_ms is not None:
             clock = self.clock
             deadline = min(deadline, clock.monotonic() + (self.expires_at_ms - clock.wall_ms()) / 1000)
-        return deadline
+        release = self.outbox.release_at()
+        return deadline if release is None else min(deadline, release)
 
     def on_timer(self) -> TimerAction:
         if self.expired():
@@ -158,6 +165,10 @@ class Connection:
             self.close(CloseReason.AUTH_EXPIRED)
             return TimerAction.AUTH_EXPIRED
         now = self.clock.monotonic()
+        release = self.outbox.release_at()
+        if release is not None and now >= release:
+            self.outbox.release()
+            return TimerAction.RELEASE
         if now >= self.last_activity + self.idle_timeout_s:
             self.close(CloseReason.IDLE_TIMEOUT)
             return TimerAction.IDLE_CLOSE

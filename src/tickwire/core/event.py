@@ -61,6 +61,9 @@ class EventType:
     urgent_when: tuple[str, Any] | None = None
     # The field naming an item this event registers for the log's user (first one owns it).
     item_field: str | None = None
+    # The field naming the item of an item stream (`strategies/{id}`, `scans/{id}`) the event
+    # belongs to: its `seq` counts the log's events of its type and that item.
+    sequence_field: str | None = None
 
 
 # Types that are not in the catalogue but travel on the wire.
@@ -69,7 +72,8 @@ URGENT_FIELD = "urgent"
 
 
 def sequence_key(type_: str, item: str | None) -> str:
-    """What a log event's `seq` counts: events of its type (of its item, for item streams).
+    """What a log event's `seq` counts: events of its type (of its item, for the types of item
+    streams: `EventType.sequence_field`).
     A stream is a union of types (of one item), so per-key continuity is its continuity."""
     return type_ if item is None else f"{type_}:{item}"
 
@@ -86,7 +90,9 @@ class Event:
     __slots__ = (
         "_json",
         "_wire",
+        "base",
         "data",
+        "delta",
         "id",
         "key",
         "log",
@@ -124,6 +130,11 @@ class Event:
         # A log event's number among the log's events of its sequence key (`sequence_key`):
         # consecutive, so a reader sees a hole in a stream without asking the server.
         self.seq: int | None = None
+        # A keyed public tick as fanned out on this node: the id and payload of the previous
+        # tick of its key, and the delta against it, made once for every delta subscriber
+        # (core/delta.py).
+        self.base: tuple[str, dict[str, Any]] | None = None
+        self.delta: Event | None = None
         self._json: bytes | None = None
         self._wire: dict[str, bytes] = {}
 

@@ -4,7 +4,8 @@ Dispatch never scans every connection: subscriptions are indexed by log, and tho
 narrowed to some keys (`?symbols=`) by (log, key), so an update of one key touches only
 the subscribers of that key. A subscription being set up (reading its snapshot
 or replay from the broker) holds live events and releases the ones after its
-starting position, so nothing is lost or doubled in between.
+starting position, so nothing is lost or doubled in between. A subscription that asked
+for delta ticks (`Stream.delta`) is a `DeltaSubscription` (core/delta.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from tickwire.codes import CloseReason
 from tickwire.core.clock import Clock, SystemClock
 from tickwire.core.connection import Connection
+from tickwire.core.delta import Bases, delta_of
 from tickwire.core.event import USER_LOG_PREFIX, Event, iso_timestamp
 from tickwire.core.ids import Position
 from tickwire.core.streams import Stream
@@ -66,6 +68,51 @@ class Subscription:
             self.deliver(event)
 
 
+class DeltaSubscription(Subscription):
+    """A subscription sent a tick as its delta (core/delta.py) when it was sent the tick
+    the delta is relative to, and in full otherwise: its first tick of a key, or after
+    that tick was superseded unsent, dropped (slow consumer) or held back by the cap."""
+
+    __slots__ = ("key_field", "linked", "sent", "sheds")
+
+    def __init__(self, conn: Connection, stream: Stream, name: str) -> None:
+        super().__init__(conn, stream, name)
+        self.key_field = stream.definition.key_field or ""
+        self.sent: dict[str, str] = {}  # key -> id of the last tick of it queued here
+        self.sheds = conn.outbox.sheds
+        self.linked = True  # counted by the hub's `Bases` until unsubscribed
+
+    def deliver(self, event: Event) -> None:
+        key = event.key
+        if self.holding or key is None:
+            Subscription.deliver(self, event)
+            return
+        outbox = self.conn.outbox
+        sent = self.sent
+        if outbox.sheds != self.sheds:  # the outbox dropped unsent ticks
+            sent.clear()
+            self.sheds = outbox.sheds
+        if not event.tick:
+            sent.pop(key, None)  # a keyed log event supersedes the unsent tick of its key
+            Subscription.deliver(self, event)
+            return
+        out = event
+        base = event.base
+        if base is not None and sent.get(key) == base[0] and not outbox.holds_tick(key):
+            out = delta_of(event, self.key_field) or event
+        if event.id is not None:
+            sent[key] = event.id
+        frame = out._wire.get(self.fmt)
+        if frame is None:
+            frame = out.wire(self.fmt, self.encode)
+        self.conn.send_event(out, frame)
+
+    def replay(self, event: Event) -> None:
+        super().replay(event)
+        if event.tick and event.key is not None and event.id is not None:
+            self.sent[event.key] = event.id  # a current value: the next tick may be its delta
+
+
 class Hub:
     """Connections, subscriptions and dispatch for one node.
 
@@ -89,6 +136,11 @@ class Hub:
         self._by_log: dict[str, dict[Subscription, None]] = {}
         self._by_key: dict[tuple[str, Any], dict[Subscription, None]] = {}
         self._key_field: dict[str, str] = {}  # log -> the field its narrowed streams filter on
+        self.bases = Bases()  # what delta ticks are relative to
+        # Called with (log, key, True) when a (log, key) gains its first narrowed subscriber
+        # and (log, key, False) when it loses its last one (demand for upstream feeds):
+        # subscribe and unsubscribe pay for it, dispatch never does.
+        self.on_key_demand: Callable[[str, Any, bool], None] | None = None
 
     # -- connections -------------------------------------------------------------
 
@@ -147,12 +199,22 @@ class Hub:
         old = conn.subscriptions.get(key)
         if old is not None:
             self.unsubscribe(old)
-        sub = Subscription(conn, stream, key)
+        sub: Subscription
+        if stream.delta:
+            sub = DeltaSubscription(conn, stream, key)
+            self.bases.reader_added(stream.log)
+        else:
+            sub = Subscription(conn, stream, key)
         conn.subscriptions[key] = sub
         if stream.keys is not None:
             self._key_field[stream.log] = stream.definition.key_field or ""
             for key in stream.keys:
-                self._by_key.setdefault((stream.log, key), {})[sub] = None
+                subs = self._by_key.get((stream.log, key))
+                if subs is None:
+                    subs = self._by_key[(stream.log, key)] = {}
+                    if self.on_key_demand is not None:
+                        self.on_key_demand(stream.log, key, True)
+                subs[sub] = None
         else:
             self._by_log.setdefault(stream.log, {})[sub] = None
         return sub
@@ -161,9 +223,13 @@ class Hub:
         stream = sub.stream
         if sub.conn.subscriptions.get(sub.name) is sub:
             del sub.conn.subscriptions[sub.name]
+        if isinstance(sub, DeltaSubscription) and sub.linked:
+            sub.linked = False
+            self.bases.reader_removed(stream.log)
         if stream.keys is not None:
             for key in stream.keys:
-                _discard(self._by_key, (stream.log, key), sub)
+                if _discard(self._by_key, (stream.log, key), sub) and self.on_key_demand is not None:
+                    self.on_key_demand(stream.log, key, False)
         else:
             _discard(self._by_log, stream.log, sub)
 
@@ -182,6 +248,8 @@ class Hub:
         return sum(self._fanout(event) for event in self.throttle.due())
 
     def _fanout(self, event: Event) -> int:
+        if event.tick:
+            self.bases.link(event)
         count = 0
         subs = self._by_log.get(event.log)
         if subs:
@@ -210,9 +278,10 @@ class Hub:
         return count
 
 
-def _discard(index: dict[Any, dict[Subscription, None]], key: Any, sub: Subscription) -> None:
+def _discard(index: dict[Any, dict[Subscription, None]], key: Any, sub: Subscription) -> bool:
+    """Remove `sub` from `index[key]`; True when that removed the key's last subscription."""
     subs = index.get(key)
-    if subs is not None:
-        subs.pop(sub, None)
-        if not subs:
-            del index[key]
+    if subs is None or subs.pop(sub, False) is not None or subs:
+        return False
+    del index[key]
+    return True

@@ -79,9 +79,14 @@ class KeyedState:
     def items(self) -> Iterator[tuple[str, StateEntry]]:
         return iter(list(self._entries.items()))
 
-    def ticks_after(self, pos: Position) -> list[StateEntry]:
-        """Entries last changed by a tick after `pos`, oldest change first."""
-        changed = [e for e in self._entries.values() if e.tick and e.pos.after(pos)]
+    def ticks_after(self, pos: Position, since_ms: int | None = None) -> list[StateEntry]:
+        """Entries last changed by a tick after `pos` (or before it but stamped at or after
+        `since_ms`), oldest change first."""
+        changed = [
+            e
+            for e in self._entries.values()
+            if e.tick and (e.pos.after(pos) or (since_ms is not None and e.ms >= since_ms and e.pos != pos))
+        ]
         changed.sort(key=lambda e: (e.pos.offset, e.pos.tick))
         return changed
 

@@ -13,6 +13,9 @@ A definition can narrow its stream in three ways, each named by the definition:
 A definition with a `composite_param` reads several of the caller's own streams at once
 (`me?streams=orders,alerts`): the parts share the user's log, so one id resumes them all;
 an event belongs to it when it belongs to a part, its snapshot is the union of theirs.
+
+A public definition with `deltas` offers delta ticks (SPEC 6, core/delta.py): `?delta=1`
+(`"delta":true` on WebSocket) sets `Stream.delta`; other streams refuse the parameter.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ from tickwire.errors import StreamError
 
 Access = Literal["user", "public"]
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._:/^=-]{1,32}$")
+KEY_CHARS = re.compile(r"^[A-Za-z0-9._:/^=-]+$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+DELTA_PARAM = "delta"
+_DELTA_VALUES = {"1": True, "true": True, "0": False, "false": False}
 
 # How one kind of keyed state is presented in a snapshot: (kind's values, timestamp) -> (type, data).
 SnapshotBuilder = Callable[[list[dict[str, Any]], str], tuple[str, dict[str, Any]]]
@@ -53,6 +59,8 @@ class StreamDef:
     item_field: str | None = None
     item_label: str = "Item"  # in messages: "Strategy not found"
     composite_param: str | None = None
+    key_max_length: int = 32  # longest key accepted in `key_param`
+    deltas: bool = False  # its ticks may be sent as deltas (`?delta=1`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +97,7 @@ class Stream:
     keys: frozenset[str] | None = None
     item: str | None = None
     parts: tuple[Stream, ...] = ()  # a composite stream's streams
+    delta: bool = False  # ticks sent as deltas when the reader has their base (core/delta.py)
 
     @property
     def buffered_parts(self) -> tuple[Stream, ...]:
@@ -149,12 +158,13 @@ class Catalog:
             raise StreamError(404, f"Unknown stream '{path[:100]}'")
         if definition.access == "user" and principal.user is None:
             raise StreamError(401, "No valid session found")
+        delta = self._delta(definition, params.get(DELTA_PARAM))
         if definition.composite_param is not None:
             return self._composite(definition, params.get(definition.composite_param), principal)
         if definition.public_log is not None:
             param = definition.key_param
-            keys = self.parse_keys(params.get(param), param) if param else None
-            return Stream(definition.name, definition, definition.public_log, keys=keys)
+            keys = self.parse_keys(params.get(param), param, definition.key_max_length) if param else None
+            return Stream(definition.name, definition, definition.public_log, keys=keys, delta=delta)
         assert principal.user is not None
         owner = self._owner(definition, params, principal)
         if definition.item_field is not None:
@@ -190,6 +200,17 @@ class Catalog:
         return Stream(definition.name, merged, own, parts=tuple(parts))
 
     @staticmethod
+    def _delta(definition: StreamDef, raw: str | None) -> bool:
+        if raw is None:
+            return False
+        value = _DELTA_VALUES.get(raw.strip().lower())
+        if value is None:
+            raise StreamError(400, f"`{DELTA_PARAM}` must be 1 or 0 (true or false), got {raw[:20]!r}")
+        if value and not (definition.deltas and definition.public_log is not None):
+            raise StreamError(400, f"`{DELTA_PARAM}` does not apply to the {definition.name} stream")
+        return value
+
+    @staticmethod
     def _owner(definition: StreamDef, params: Mapping[str, str], principal: Principal) -> str:
         owner = principal.user
         assert owner is not None
@@ -202,7 +223,7 @@ class Catalog:
             raise StreamError(400, f"invalid {definition.owner_param}")
         return requested
 
-    def parse_keys(self, raw: str | None, param: str = "keys") -> frozenset[str] | None:
+    def parse_keys(self, raw: str | None, param: str = "keys", max_length: int = 32) -> frozenset[str] | None:
         """`A,B` -> {A, B}; None (every key) when absent or blank."""
         if raw is None or raw.strip() == "":
             return None
@@ -210,6 +231,6 @@ class Catalog:
         if len(keys) > self.max_keys:
             raise StreamError(400, f"`{param}`: at most {self.max_keys} per stream")
         for key in keys:
-            if not KEY_PATTERN.fullmatch(key):
+            if len(key) > max_length or not KEY_CHARS.fullmatch(key):
                 raise StreamError(400, f"`{param}`: invalid value {key[:40]!r}")
         return frozenset(keys)

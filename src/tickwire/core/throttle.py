@@ -42,6 +42,11 @@ class Throttle(Generic[T]):
         self._pending[key] = item
         return None
 
+    def discard(self, key: str) -> None:
+        """Forget the item waiting for `key` (newer news of that key made it stale); the
+        window stays, so the next tick of the key still waits for its end."""
+        self._pending.pop(key, None)
+
     def next_due(self) -> float | None:
         """Monotonic time of the earliest pending item's release, None when idle."""
         if not self._pending:

@@ -15,12 +15,14 @@ import random
 from starlette.applications import Starlette
 
 from tickwire.config import Settings
+from tickwire.demo.alerting import seed_alerting
 from tickwire.demo.bots import AgentBoard, AlertMonitor, RuleAgent, StrategyBot
 from tickwire.demo.feed import AgentStats, Publisher, every
 from tickwire.demo.market import MarketSimulator
 from tickwire.demo.paper import PaperBroker
 from tickwire.demo.routes import demo_routes
 from tickwire.demo.users import DEMO_USERS
+from tickwire.domain.catalog import PRICES_LOG
 from tickwire.node import Node
 from tickwire.pipeline import PublishRequest
 from tickwire.server.app import create_app
@@ -59,10 +61,18 @@ class Demo:
     async def start(self, node: Node) -> None:
         """The startup hook: publish the opening state, then start the loops on the node."""
         clock = self._publisher.clock
-        await self.market.tick(self._publisher)
+        follow = follows_upstream(node)
+        if follow:  # prices come from an upstream (a core tickwire): the market follows them
+            node.sink.observers.append(self.market.follow)
+            for symbol in self.market.symbols:  # the simulator reads them: always subscribed
+                node.upstreams.on_key_demand(PRICES_LOG, symbol, True)
+        else:
+            await self.market.tick(self._publisher)
         await self._publisher.publish([bot.started() for bot in self.strategies])
         await self.report()
-        node.spawn(self.market.run(self._publisher), "demo-market")
+        await seed_alerting(node.alerting, self.market)  # alert rules for the users, a public scan
+        if not follow:
+            node.spawn(self.market.run(self._publisher), "demo-market")
         node.spawn(self.broker.run(), "demo-paper-broker")
         node.spawn(every(SAMPLE_S, clock, lambda _due: self.sample(), "demo-bots"), "demo-bots")
         node.spawn(every(DECIDE_S, clock, lambda _due: self.decide(), "demo-ai-agent"), "demo-ai-agent")
@@ -93,6 +103,12 @@ class Demo:
 
     async def report(self) -> None:
         await self._publisher.publish(self.board.statuses(self._publisher.clock.wall_ms()))
+
+
+def follows_upstream(node: Node) -> bool:
+    """Whether an upstream feeds this node's prices (README "Market data in": the demo as an
+    edge of another tickwire): then the simulator publishes nothing and follows them."""
+    return any(c.adapter.feeds == PRICES_LOG for c in node.upstreams.connections.values())
 
 
 def demo_settings(settings: Settings) -> Settings:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tickwire.core.event import Event
 from tickwire.demo.feed import AgentStats, Publisher, every
 from tickwire.pipeline import PublishRequest
 
@@ -123,6 +124,22 @@ class MarketSimulator:
 
     def knows(self, symbol: str) -> bool:
         return symbol in self._open
+
+    def follow(self, event: Event) -> None:
+        """Take a `price:update` an upstream published (it has a `source`) as the symbol's
+        last quote: the demo as an edge node, its market data from another tickwire."""
+        data = event.data
+        symbol, price = data.get("symbol"), data.get("price")
+        if event.type != "price:update" or "source" not in data or not isinstance(symbol, str):
+            return
+        if not self.knows(symbol) or not isinstance(price, int | float) or price <= 0:
+            return
+        quote = self._quote(symbol, float(price))
+        bid, ask = data.get("bid"), data.get("ask")
+        if isinstance(bid, int | float) and isinstance(ask, int | float) and 0 < bid <= ask:
+            quote = Quote(symbol, quote.price, float(bid), float(ask), quote.open)
+        self._last[symbol] = quote
+        self._log_price[symbol] = math.log(price)
 
     # -- simulation --------------------------------------------------------------------------------
 

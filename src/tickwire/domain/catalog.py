@@ -18,6 +18,9 @@ from tickwire.domain.portfolio import TERMINAL_ORDER_STATUSES
 
 PRICES_LOG = "prices"
 AGENT_LOG = "agent"
+SCANS_LOG = "scans"  # public scans' events (a user scan's go to its owner's log)
+CHAIN_LOG = "chain"  # on-chain transactions from upstream providers (helius), by account
+PROVIDERS_LOG = "providers"  # the state of every upstream connection (SPEC 12)
 ALERT_LEVELS = ("info", "warning", "error")
 FILL_STATUSES = ("filled", "partially_filled")
 ORDER_TYPES = frozenset({"order:update", "order:fill"})
@@ -56,9 +59,11 @@ EVENT_TYPES: dict[str, EventType] = {
         EventType(
             "trade:new",
             "user",
+            # Without a user (published by an upstream, never by HTTP): the public chain log.
+            public_log=CHAIN_LOG,
             numbers=("price", "qty"),
             non_negative=frozenset({"price", "qty"}),
-            texts=("symbol", "side", "tradeId"),
+            texts=("symbol", "side", "tradeId", "signature", "source"),
         ),
         EventType("ai:decision", "user", numbers=("confidence",), texts=("symbol", "action", "agentId")),
         EventType(
@@ -69,15 +74,36 @@ EVENT_TYPES: dict[str, EventType] = {
             numbers=("confidence",),
             texts=("strategyId", "symbol", "status", "signal", "action"),
             item_field="strategyId",
+            sequence_field="strategyId",
         ),
         EventType(
             "alert:new",
             "user",
             required=("message",),
-            texts=("message", "symbol", "alertId"),
-            choices=(("level", ALERT_LEVELS),),
+            texts=("message", "symbol", "alertId", "ruleId"),
+            choices=(("level", ALERT_LEVELS), ("severity", ALERT_LEVELS)),
             defaults=(("level", "info"),),
             urgent_when=("level", "error"),
+        ),
+        EventType("alert:ack", "user", required=("alertId",), texts=("alertId", "ackedAt", "by")),
+        EventType(
+            "scan:result",
+            "public",
+            public_log=SCANS_LOG,
+            required=("scanId", "symbol"),
+            numbers=("value",),
+            texts=("scanId", "symbol", "reason", "hash"),
+            sequence_field="scanId",
+        ),
+        EventType(
+            "scan:status",
+            "public",
+            public_log=SCANS_LOG,
+            state=("scans", "scanId"),
+            always_tick=True,
+            required=("scanId",),
+            numbers=("cycle", "scanned", "total", "results", "durationMs"),
+            texts=("scanId", "state"),
         ),
         EventType(
             "price:update",
@@ -91,6 +117,16 @@ EVENT_TYPES: dict[str, EventType] = {
             texts=("symbol", "source"),
         ),
         EventType("agent:status", "public", public_log=AGENT_LOG, texts=("agentId", "state", "symbol")),
+        EventType(
+            "provider:status",
+            "public",
+            public_log=PROVIDERS_LOG,
+            state=("providers", "instance"),
+            required=("name", "instance"),
+            numbers=("messages",),
+            non_negative=frozenset({"messages"}),
+            texts=("name", "kind", "state", "reason", "instance", "node", "lastMessageAt"),
+        ),
     )
 }
 
@@ -133,9 +169,14 @@ def _prices_snapshot(values: list[dict[str, Any]], ts: str) -> tuple[str, dict[s
     return "price:update", {"initializing": True, "prices": values, "timestamp": ts}
 
 
+def _providers_snapshot(values: list[dict[str, Any]], ts: str) -> tuple[str, dict[str, Any]]:
+    return "provider:status", {"snapshot": True, "providers": values, "timestamp": ts}
+
+
 ORDERS = SnapshotPart("orders", _orders_snapshot)
 POSITIONS = SnapshotPart("positions", _positions_snapshot)
 PRICES = SnapshotPart("prices", _prices_snapshot)
+PROVIDERS = SnapshotPart("providers", _providers_snapshot)
 
 STREAMS: dict[str, StreamDef] = {
     d.name: d
@@ -150,6 +191,8 @@ STREAMS: dict[str, StreamDef] = {
             snapshot=(PRICES,),
             key_field="symbol",
             key_param="symbols",
+            key_max_length=64,  # tickers, and token addresses of on-chain prices (birdeye: 32-44)
+            deltas=True,
         ),
         StreamDef(
             "trading",
@@ -161,13 +204,34 @@ STREAMS: dict[str, StreamDef] = {
         StreamDef("ai-decisions", "user", frozenset({"ai:decision"})),
         StreamDef("agents", "public", frozenset({"agent:status"}), public_log=AGENT_LOG),
         StreamDef(
+            "providers",
+            "public",
+            frozenset({"provider:status"}),
+            public_log=PROVIDERS_LOG,
+            snapshot=(PROVIDERS,),
+        ),
+        StreamDef(
+            "chain",
+            "public",
+            frozenset({"trade:new"}),
+            public_log=CHAIN_LOG,
+            key_field="symbol",
+            key_param="symbols",
+            key_max_length=64,  # account addresses (Solana: 32-44 characters)
+        ),
+        StreamDef(
             "strategies",
             "user",
             frozenset({"strategy:update"}),
             item_field="strategyId",
             item_label="Strategy",
         ),
-        StreamDef("alerts", "user", frozenset({"alert:new"})),
+        StreamDef("alerts", "user", frozenset({"alert:new", "alert:ack"})),
+        # A scan's events: on the public `scans` log or its owner's log, per the scan's
+        # visibility (domain/scans.py resolves it, node/sessions.py `item_logs`).
+        StreamDef(
+            "scans", "user", frozenset({"scan:result", "scan:status"}), item_field="scanId", item_label="Scan"
+        ),
         StreamDef("me", "user", frozenset(), composite_param="streams"),
     )
 }

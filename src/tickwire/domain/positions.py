@@ -16,6 +16,9 @@ Marks are follow-ups of a price: throttled per (user, symbol) before they are st
 first goes at once, then at most one per window, the latest price winning), computed from
 the stored portfolio when released, and conditional on its version: a mark derived from a
 portfolio a fill changed meanwhile is left out (that fill's own event carries newer values).
+A position event published on this node after a price drops that price's mark for its
+(user, symbol), held or not yet stamped, so an older price never overwrites a newer
+currentPrice; a mark held by another node's throttle may still land within one window.
 """
 
 from __future__ import annotations
@@ -108,15 +111,28 @@ class PositionsProcessor(BaseProcessor):
     # -- marks ----------------------------------------------------------------------------
 
     async def after(self, events: Sequence[Event]) -> FollowUp | None:
+        """The marks of the batch's prices. A position's own event (the app's, or a fill's)
+        is newer than every price before it: it drops a mark held from earlier batches, and
+        a price earlier in the batch does not mark it, so a batch means what its events
+        published one by one would."""
+        own: dict[str, int] = {}  # user|symbol -> index of the batch's last own event
+        for index, event in enumerate(events):
+            if event.type == "position:update" and not event.tick:
+                key = f"{log_user(event.log)}|{event.data.get('symbol')}"
+                own[key] = index
+                self.marks.discard(key)
         released: list[Mark] = []
-        for event in events:
+        for index, event in enumerate(events):
             if event.type != "price:update":
                 continue
             symbol, price = event.data.get("symbol"), event.data.get("price")
             if not isinstance(symbol, str) or isinstance(price, bool) or not isinstance(price, int | float):
                 continue
             for user in await self._holders_of(symbol):
-                mark = self.marks.offer(f"{user}|{symbol}", (user, symbol, float(price)))
+                key = f"{user}|{symbol}"
+                if own.get(key, -1) > index:
+                    continue
+                mark = self.marks.offer(key, (user, symbol, float(price)))
                 if mark is not None:
                     released.append(mark)
         return await self._marked(released)

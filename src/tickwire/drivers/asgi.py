@@ -32,6 +32,7 @@ from tickwire.drivers.base import PeerGone, Received
 from tickwire.drivers.uvicorn_ws import (
     CLOSE_TIMEOUT_S,
     FRAMES_EXTENSION,
+    NATIVE_FRAMES,
     PING,
     PING_EXTENSION,
     PONG,
@@ -169,9 +170,14 @@ class ASGIStreamDriver(EagerSend):
 
 class ASGIWebSocketDriver(EagerSend):
     """One accepted WebSocket: messages out (shared pre-built frames where the server
-    takes them), messages and pongs in, ping frames and close codes where it can."""
+    takes them), messages and pongs in, ping frames and close codes where it can.
 
-    __slots__ = ("_binary", "_receive", "can_ping", "framed", "peer")
+    Under `tickwire serve` with TICKWIRE_DRIVER=native, pending frames are written straight
+    to the transport through the protocol's `write_frames_now` (drivers/uvicorn_ws.py)
+    whenever nothing waits before them; a write that fills the socket turns the driver not
+    writable until `drain()` saw the transport take more."""
+
+    __slots__ = ("_binary", "_native", "_receive", "can_ping", "framed", "peer")
 
     def __init__(self, scope: Scope, send: Send, receive: Receive, peer: str, *, binary: bool) -> None:
         super().__init__(raw_send(scope, send))
@@ -182,19 +188,37 @@ class ASGIWebSocketDriver(EagerSend):
         self.framed = FRAMES_EXTENSION in extensions
         self.can_ping = PING_EXTENSION in extensions
         self.peer = peer
+        ref = scope.get(NATIVE_FRAMES)
+        self._native: Any = ref() if ref is not None and self.framed else None
 
     def write(self, data: bytes) -> bool:
         return self.send_now(self._message(data))
 
     def write_frames(self, frames: Sequence[bytes]) -> bool:
+        if self.framed:  # every pending frame in one write
+            native = self._native
+            if native is not None and self.writable:  # nothing waits: straight to the socket
+                written: bool | None = native.write_frames_now(frames)
+                if written is not None:
+                    self.writable = written
+                    return written
+            return self.send_now({"type": RAW_FRAME, "frames": frames})
         done = True
         for frame in frames:
             done = self.send_now(self._message(frame))
         return done
 
+    async def drain(self) -> None:
+        native = self._native
+        if native is not None and not native.writable.is_set():  # a direct write filled it
+            await native.writable.wait()  # set again when the transport drains, or is lost
+            if native.disconnected:
+                raise PeerGone("client disconnected")
+        await super().drain()
+
     def _message(self, frame: bytes) -> Message:
         if self.framed:
-            return {"type": RAW_FRAME, "frame": frame}
+            return {"type": RAW_FRAME, "frames": (frame,)}
         if self._binary:
             return {"type": "websocket.send", "bytes": frame}
         return {"type": "websocket.send", "text": frame.decode()}

@@ -20,7 +20,8 @@ keep applying to everything the socket has not taken.
 A WebSocket driver also receives (`receive()`: text, binary, pong or the end) and may
 send ping frames of the application's (`ping`, None when it cannot). Drivers: asgi.py
 (any ASGI server; the one a mounted app uses), with uvicorn_ws.py for the extensions
-`tickwire serve` runs under uvicorn.
+`tickwire serve` runs under uvicorn, and native.py (SSE under `tickwire serve`: straight to
+the socket's transport).
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ either). `TickwireHTTPProtocol` adds, from the settings (`ConnectionGuard`):
 Refusals are counted by reason (`header_too_large`, `header_timeout`, `conns_per_ip`) through
 the guard's `on_refused` (tickwire_requests_rejected) and logged at most every LOG_EVERY_S per reason.
 
+With `native` (TICKWIRE_DRIVER=native) the protocol also hands each request's response
+cycle to the app in the scope, for the native SSE driver (drivers/native.py).
+
 Once a head is complete nothing changes: bodies, responses and streams run uvicorn's code
 (a flag test per read, nothing per write). It subclasses uvicorn's `HttpToolsProtocol` and
 uses its connection state, which is not a public API: pyproject.toml pins uvicorn, REQUIRED
@@ -47,6 +50,8 @@ from typing import Any, ClassVar
 import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from tickwire.drivers.native import pass_cycle
 
 log = logging.getLogger("tickwire.uvicorn")
 
@@ -147,6 +152,7 @@ class TickwireHTTPProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the head and per-address bounds (module docstring)."""
 
     guard: ClassVar[ConnectionGuard]
+    native: ClassVar[bool] = False  # pass the response cycle to the app (drivers/native.py)
     _peer: str | None = None  # the address this protocol counts in the guard
     _head_timer: asyncio.TimerHandle | None = None
     _in_head: bool = True  # waiting for, or reading, a request head
@@ -204,6 +210,9 @@ class TickwireHTTPProtocol(HttpToolsProtocol):
         if size > self.guard.max_head_bytes:
             raise HeadTooLarge
         super().on_headers_complete()
+        cycle = self.cycle
+        if self.native and cycle is not None and cycle.scope is self.scope:  # not for an upgrade
+            pass_cycle(self.scope, cycle)  # type: ignore[arg-type]
 
     def on_message_complete(self) -> None:
         self._in_head = True
@@ -299,9 +308,11 @@ def _on_lost(protocol: Any, callback: Callable[[], None]) -> None:
     protocol.connection_lost = connection_lost
 
 
-def uvicorn_http_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol] | str:
-    """The uvicorn HTTP protocol `tickwire serve` runs: `TickwireHTTPProtocol` bound to `guard`,
-    or "httptools" (uvicorn's own, without these bounds) on a uvicorn lacking what it builds on."""
+def uvicorn_http_protocol(guard: ConnectionGuard, *, native: bool = False) -> type[asyncio.Protocol] | str:
+    """The uvicorn HTTP protocol `tickwire serve` runs: `TickwireHTTPProtocol` bound to `guard`
+    (passing response cycles to the native driver when `native`), or "httptools" (uvicorn's
+    own, without these bounds, and SSE through the ASGI driver) on a uvicorn lacking what it
+    builds on."""
     missing = [name for name in REQUIRED if not callable(getattr(HttpToolsProtocol, name, None))]
     if missing:
         log.error(
@@ -314,4 +325,5 @@ def uvicorn_http_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol] | st
         pass
 
     GuardedHTTPProtocol.guard = guard
+    GuardedHTTPProtocol.native = native
     return GuardedHTTPProtocol

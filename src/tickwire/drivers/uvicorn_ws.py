@@ -5,9 +5,12 @@ WebSocket protocol is extended with:
 
 - `tickwire.websocket.ping`: the app sends `{"type": PING, "bytes": <unix ms>}` and
   receives `{"type": PONG, "bytes": ...}` for the pongs that answer it (RTT, missed pongs);
-- `tickwire.websocket.frames`: the app sends `{"type": RAW_FRAME, "frame": <bytes>}`, a
-  complete frame shared by every subscriber, written as it is (re-encoded per connection
-  only when permessage-deflate was negotiated);
+- `tickwire.websocket.frames`: the app sends `{"type": RAW_FRAME, "frames": [<bytes>, ...]}`,
+  complete frames shared by every subscriber, written as they are in one write (re-encoded
+  per connection only when permessage-deflate was negotiated);
+- with `native` (TICKWIRE_DRIVER=native): the protocol passes a weak reference to itself in
+  the scope (`NATIVE_FRAMES`) and the app's driver writes frames through `write_frames_now`,
+  straight to the transport, while nothing waits before them (drivers/asgi.py);
 - a close requested while the peer is not reading is queued behind the buffered data and
   the transport aborted if the peer does not read it within CLOSE_TIMEOUT_S;
 - close code 1001 (going away) on shutdown instead of 1012.
@@ -24,7 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, cast
+import weakref
+from collections.abc import Sequence
+from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -44,6 +49,8 @@ PONG = "tickwire.websocket.pong"
 # The server writes complete frames the app built (shared by every subscriber) as they are.
 FRAMES_EXTENSION = "tickwire.websocket.frames"
 RAW_FRAME = "tickwire.websocket.frame"
+# Scope key of the weak reference to the protocol, for `write_frames_now` (native only).
+NATIVE_FRAMES = "tickwire.websocket.native"
 # Largest message the uvicorn protocol accepts at all (close 1009 beyond); the protocol's
 # own bound, TICKWIRE_WS_MAX_MESSAGE_BYTES, is checked by the app and answered with 1008.
 PROTOCOL_MAX_SIZE = 1 << 20
@@ -60,6 +67,7 @@ class TickwireWSProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol with tickwire's extensions (module docstring)."""
 
     app_pings: list[bytes]
+    native: ClassVar[bool] = False  # pass `write_frames_now` to the app (module docstring)
 
     def handle_connect(self, event: Request) -> None:
         self.app_pings = []
@@ -69,6 +77,19 @@ class TickwireWSProtocol(WebSocketsSansIOProtocol):
             if extensions is not None:
                 extensions[PING_EXTENSION] = {}
                 extensions[FRAMES_EXTENSION] = {}
+            if self.native:
+                cast(dict[str, Any], self.scope)[NATIVE_FRAMES] = weakref.ref(self)
+
+    def write_frames_now(self, frames: Sequence[bytes]) -> bool | None:
+        """Write complete frames at once, in one write, when nothing stands in the way: True
+        when the transport still takes more, False once it is full; None when they must go
+        through `send` instead (not open, permessage-deflate, or the transport is full)."""
+        if not self.writable.is_set() or self.conn.extensions or not self._open():
+            return None
+        if self.conn.state is not State.OPEN:
+            return None
+        self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        return self.writable.is_set()
 
     def _open(self) -> bool:
         return (
@@ -82,7 +103,7 @@ class TickwireWSProtocol(WebSocketsSansIOProtocol):
         msg = cast(dict[str, Any], message)
         kind = msg["type"]
         if kind == RAW_FRAME:
-            await self._send_frame(msg["frame"])
+            await self._send_frames(msg["frames"])
         elif kind == PING:
             self._send_ping(bytes(msg["bytes"]))
         elif kind == "websocket.close" and self._open() and not self.writable.is_set():
@@ -90,20 +111,23 @@ class TickwireWSProtocol(WebSocketsSansIOProtocol):
         else:
             await super().send(message)
 
-    async def _send_frame(self, frame: bytes) -> None:
+    async def _send_frames(self, frames: Sequence[bytes]) -> None:
         await self.writable.wait()  # the same flow control as any send
         if self.disconnected:
             raise ClientDisconnected()
         if not (self._open() and self.conn.state is State.OPEN):
             return
-        if self.conn.extensions:  # permessage-deflate: the frame must be re-encoded
-            payload = ws_payload(frame)
-            if frame[0] & 0x0F == 0x2:
-                self.conn.send_binary(payload)
-            else:
-                self.conn.send_text(payload)
-            frame = b"".join(self.conn.data_to_send())
-        self.transport.write(frame)
+        if self.conn.extensions:  # permessage-deflate: every frame must be re-encoded
+            for frame in frames:
+                payload = ws_payload(frame)
+                if frame[0] & 0x0F == 0x2:
+                    self.conn.send_binary(payload)
+                else:
+                    self.conn.send_text(payload)
+            data = b"".join(self.conn.data_to_send())
+        else:
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+        self.transport.write(data)
 
     def _send_ping(self, payload: bytes) -> None:
         if self._open():
@@ -145,12 +169,18 @@ class TickwireWSProtocol(WebSocketsSansIOProtocol):
         self.transport.close()
 
 
-def uvicorn_ws_protocol() -> type[WebSocketsSansIOProtocol] | str:
-    """The uvicorn WebSocket protocol `tickwire serve` runs: `TickwireWSProtocol`, or
-    "websockets-sansio" (uvicorn's own, without app pings) on a uvicorn that lacks what
-    it builds on."""
+def uvicorn_ws_protocol(*, native: bool = False) -> type[WebSocketsSansIOProtocol] | str:
+    """The uvicorn WebSocket protocol `tickwire serve` runs: `TickwireWSProtocol` (passing
+    `write_frames_now` to the app when `native`), or "websockets-sansio" (uvicorn's own,
+    without app pings) on a uvicorn that lacks what it builds on."""
     missing = [name for name in REQUIRED if not callable(getattr(WebSocketsSansIOProtocol, name, None))]
     if missing:
         log.warning("this uvicorn lacks %s: WebSocket pings and shared frames are off", ", ".join(missing))
         return "websockets-sansio"
-    return TickwireWSProtocol
+    if not native:
+        return TickwireWSProtocol
+
+    class NativeWSProtocol(TickwireWSProtocol):
+        native = True
+
+    return NativeWSProtocol

@@ -25,6 +25,7 @@ from tickwire.core.clock import Clock, SystemClock
 from tickwire.core.event import iso_timestamp
 from tickwire.core.hub import Hub
 from tickwire.core.sanitize import PayloadRules
+from tickwire.domain.alerting import Alerting
 from tickwire.domain.catalog import EVENT_TYPES, catalog, is_finished
 from tickwire.domain.positions import PositionsProcessor
 from tickwire.errors import ConfigError
@@ -34,6 +35,9 @@ from tickwire.node.sessions import Sessions
 from tickwire.node.sink import NodeSink
 from tickwire.node.timers import Housekeeping
 from tickwire.pipeline import Processor, PublishPipeline, PublishRequest, Validator
+from tickwire.tasks import cancel_until_done
+from tickwire.upstream.manager import UpstreamManager
+from tickwire.upstream.runtime import Runtime, Sleep
 
 log = logging.getLogger("tickwire.node")
 
@@ -65,8 +69,11 @@ class Node:
         broker: Broker | None = None,
         clock: Clock | None = None,
         processors: Sequence[Processor] = (),
+        sleep: Sleep | None = None,
     ) -> None:
-        """`processors` run after the built-in ones (positions from fills and prices)."""
+        """`processors` run after the built-in ones (positions from fills and prices, alert
+        rules), before the alert history (which records the alerts they publish too).
+        `sleep` is how upstream connections wait (tests pass one they move by hand)."""
         self.settings = settings
         self.clock = clock = clock or SystemClock()
         self.broker = broker = broker or make_broker(settings, clock)
@@ -76,11 +83,12 @@ class Node:
             clock=clock, throttle_s=settings.throttle_s, max_conns_per_user=settings.max_conns_per_user
         )
         self.positions = PositionsProcessor(broker, clock, settings.throttle_s)
+        self.alerting = alerting = Alerting(settings, broker, clock, metrics, self.spawn)  # SPEC 13
         self.pipeline = PublishPipeline(
             broker,
             clock,
             Validator(EVENT_TYPES, settings.publish_max_batch),
-            [self.positions, *processors],
+            [self.positions, alerting.engine, *processors, alerting.history],
             metrics,
             PayloadRules(
                 max_depth=settings.max_depth,
@@ -89,7 +97,7 @@ class Node:
                 strip=settings.strip_fields,
             ),
         )
-        self.reader = StreamReader(broker, clock, metrics)
+        self.reader = StreamReader(broker, clock, metrics, settings.throttle_s)
         self.sessions = Sessions(
             self.hub,
             broker,
@@ -100,7 +108,14 @@ class Node:
             spawn=self.spawn,
         )
         self.sink = NodeSink(self.hub, self.reader, self.sessions)
+        self.sink.observers.append(alerting.engine.observe)
+        self.sessions.item_logs["scans"] = alerting.scans.stream_log
         self.housekeeping = Housekeeping(self.hub, self.pipeline, broker, clock, settings.throttle_s)
+        runtime = Runtime(clock, sleep or asyncio.sleep)
+        self.upstreams = UpstreamManager(settings.upstreams, self.pipeline.publish, broker, runtime)
+        if self.upstreams:
+            self.hub.on_key_demand = self.upstreams.on_key_demand  # readers' symbols -> upstream demand
+        metrics.upstreams = self.upstreams.stats
         metrics.connections = self.sessions.connection_counts
         metrics.tracked_users = broker.held_users
         metrics.buffered_events = broker.held_events
@@ -112,6 +127,8 @@ class Node:
     async def start(self) -> None:
         await self.broker.start(self.sink, ingest=self._ingest)
         self._timer = asyncio.create_task(self.housekeeping.run(), name="tickwire-timers")
+        self.spawn(self.alerting.runner.run(), "tickwire-scans")
+        await self.upstreams.start()
         self.started = True
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -126,13 +143,11 @@ class Node:
         `tickwire serve` has done this at the start of shutdown already, see
         server/app.py `close_connections`), cancel timers and background feeds, stop the broker."""
         self.started = False
+        await self.upstreams.stop()
         self.sessions.close_all(CloseReason.SHUTDOWN)
-        tasks = [t for t in (self._timer, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_until_done([t for t in (self._timer, *self._tasks) if t is not None])
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.alerting.close(), 1.0)
         await self.broker.stop()
 
     async def publish(self, requests: Sequence[PublishRequest], trace: str | None = None) -> list[str | None]:

@@ -5,14 +5,30 @@ The reader reads the broker and returns events; it never touches a connection. A
 them to a connection (sessions.py) and answering a poll request (server/poll.py) are its
 callers' business.
 
-Resume rule (SPEC 4): an id the log can honour gets the missed log events of the stream,
-then the current values of the ticks it missed; anything else (malformed, another epoch,
-trimmed, ahead) gets a `Reset` saying why, plus what a new reader would get.
+Resume rule (SPEC 4): an id the log can honour gets the missed log events of the stream
+and the current values of the ticks it missed, in position order; anything else
+(malformed, another epoch, trimmed, ahead) gets a `Reset` saying why, plus what a new
+reader would get.
+
+Every id a reader receives must be a point it can resume from without a loss or a
+repeat, since a connection can drop after any event:
+- a replay goes out in position order (a changed tick at the position of its change), so
+  the last id received is the furthest point seen: log events then ticks would put an
+  older tick's id last, and resuming from it would replay those log events twice;
+- of a snapshot in several parts (orders, then positions), only the last carries the id:
+  a reader cut off after the first part has no id (or an older one) and starts afresh,
+  instead of resuming after a snapshot it never fully received;
+- public ticks (prices) pass the hub's throttle after they are stamped, so one held back
+  goes out after ticks of other keys stamped later: a resume of a public log also gets
+  the values ticks changed in the throttle window (plus `LATE_MARGIN_MS`) before the id's
+  time, which covers any tick sent after that id was. Re-sending a current value is
+  harmless; missing one leaves a price stale until it moves again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +37,16 @@ import orjson
 
 from tickwire.brokers.base import Broker, History
 from tickwire.core.clock import Clock
-from tickwire.core.event import Event
+from tickwire.core.event import USER_LOG_PREFIX, Event
 from tickwire.core.ids import Position, parse_id
 from tickwire.core.log import MALFORMED, Reset
 from tickwire.core.streams import Stream
 from tickwire.errors import MalformedId
 from tickwire.metrics import Metrics
+
+# How late (beyond its window) the hub's throttle may fan a tick out, and how far the clocks
+# of the nodes that stamp a log may disagree: the timer's lag under load, NTP's skew.
+LATE_MARGIN_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +67,11 @@ log = logging.getLogger("tickwire.node")
 
 
 class StreamReader:
-    def __init__(self, broker: Broker, clock: Clock, metrics: Metrics) -> None:
+    def __init__(self, broker: Broker, clock: Clock, metrics: Metrics, throttle_s: float = 0.0) -> None:
         self.broker = broker
         self.clock = clock
         self.metrics = metrics
+        self.throttle_ms = round(throttle_s * 1000)
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
 
     async def start(self, stream: Stream, last_event_id: str | None) -> Start:
@@ -61,11 +82,18 @@ class StreamReader:
             pos = parse_id(last_event_id)
         except MalformedId:
             return await self._reset(stream, MALFORMED)
-        history = await self.broker.history(stream.log, pos)
+        history = await self.broker.history(stream.log, pos, since_ms=self._late_since(stream, last_event_id))
         if history.reset is not None:
             return await self._reset(stream, history.reset)
         self.metrics.replays.inc()
         return Start(replayed(stream, history), history.end)
+
+    def _late_since(self, stream: Stream, last_event_id: str) -> int | None:
+        """For a log whose ticks the hub throttles after stamping: the earliest stamping time
+        of a tick that may have gone out after `last_event_id` did."""
+        if self.throttle_ms <= 0 or stream.log.startswith(USER_LOG_PREFIX):
+            return None
+        return int(last_event_id[:13]) - self.throttle_ms - LATE_MARGIN_MS
 
     async def _reset(self, stream: Stream, reset: Reset) -> Start:
         self.metrics.resets.labels(reset.reason).inc()
@@ -103,13 +131,22 @@ class StreamReader:
         kinds = [part.kind for part in stream.definition.snapshot]
         snap = await self.broker.snapshot(stream.log, kinds)
         pos = None if snap.empty else snap.end
-        events = [Event(t, d, stream.log, pos, ms) for t, d in stream.snapshot_payloads(snap.states, ms)]
+
+        def parts(states: dict[str, list[dict[str, Any]]]) -> list[Event]:
+            payloads = stream.snapshot_payloads(states, ms)
+            last = len(payloads) - 1  # the id goes with the last part only
+            return [
+                Event(t, d, stream.log, pos if i == last else None, ms) for i, (t, d) in enumerate(payloads)
+            ]
+
+        events = parts(snap.states)
         if not all(encodes(e) for e in events):  # kept before payloads were bounded
-            states = {
-                kind: [v for v in values if encodes_value(v, stream.log)]
-                for kind, values in snap.states.items()
-            }
-            events = [Event(t, d, stream.log, pos, ms) for t, d in stream.snapshot_payloads(states, ms)]
+            events = parts(
+                {
+                    kind: [v for v in values if encodes_value(v, stream.log)]
+                    for kind, values in snap.states.items()
+                }
+            )
         return Start(events, snap.end)
 
     async def poll(self, stream: Stream, after: str | None, wait_s: float) -> Start:
@@ -148,11 +185,19 @@ class StreamReader:
 
 
 def replayed(stream: Stream, history: History) -> list[Event]:
-    """The stream's part of a resume: its missed log events, then its changed ticks."""
-    events = [e for e in history.events if stream.matches(e)] + [
-        t for t in history.ticks if stream.matches(t)
-    ]
+    """The stream's part of a resume: its missed log events and changed ticks, merged in
+    position order (both come sorted)."""
+    events = heapq.merge(
+        (e for e in history.events if stream.matches(e)),
+        (t for t in history.ticks if stream.matches(t)),
+        key=_order,
+    )
     return [e for e in events if encodes(e)]
+
+
+def _order(event: Event) -> tuple[int, int]:
+    pos = event.pos
+    return (pos.offset, pos.tick) if pos is not None else (0, 0)
 
 
 def encodes(event: Event) -> bool:

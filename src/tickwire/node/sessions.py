@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from tickwire.brokers.base import Broker
@@ -38,6 +38,7 @@ from tickwire.node.reader import Start, StreamReader
 log = logging.getLogger("tickwire.node")
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
+ItemLog = Callable[[str, Principal], Awaitable[str]]
 
 
 class Sessions:
@@ -59,6 +60,9 @@ class Sessions:
         self.metrics = metrics
         self.connect_rate = connect_rate
         self.connect_limiter = RateLimiter(clock, connect_rate)
+        # Item streams whose log depends on the item (stream name -> (item, caller) -> log, or
+        # StreamError 404/403): scans. Other item streams are strategies (`strategy_owner`).
+        self.item_logs: dict[str, ItemLog] = {}
         self._spawn = spawn
         # Set when the node starts closing its connections (shutdown): no new ones stay open.
         self.stopping = asyncio.Event()
@@ -89,6 +93,9 @@ class Sessions:
             return stream
         if stream.item is None:
             return stream
+        item_log = self.item_logs.get(stream.definition.name)
+        if item_log is not None:
+            return dataclasses.replace(stream, log=await item_log(stream.item, principal))
         owner = await self.broker.strategy_owner(stream.item)
         label = stream.definition.item_label
         if owner is None:

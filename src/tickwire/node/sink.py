@@ -4,6 +4,7 @@ the cluster events a shared broker reports."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from tickwire.core.event import Event
@@ -21,10 +22,15 @@ class NodeSink:
         self.hub = hub
         self.reader = reader
         self.sessions = sessions
+        # Called with every event this node delivers, whichever node published it (the alert
+        # engine's windows); each must be cheap.
+        self.observers: list[Callable[[Event], None]] = []
 
     def on_event(self, event: Event) -> None:
         try:
             self.hub.dispatch(event)
+            for observe in self.observers:
+                observe(event)
         except Exception:  # a bug must cost this event's delivery at most, never the publish
             log.exception(
                 "delivery failed",

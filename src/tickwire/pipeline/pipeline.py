@@ -11,7 +11,9 @@
                 wrote that state meanwhile (`StateConflict`), back to the read
              ─► dispatch: the broker delivers every stamped event to the node's sink, which
                 hands it to the hub (node/sink.py)
-             ─► follow-ups: what the processors' `after` returns, as a batch of its own
+             ─► follow-ups: what the processors' `after` returns, as a batch of its own;
+                the events of a processor's follow-up go on to the `after` of the
+                processors after it (a price's position marks reach the alert rules)
 
 Derivation and submission run without awaiting anything, so no lock is held while a batch
 travels to the broker and back; state that two publishes share is protected by its
@@ -142,21 +144,28 @@ class PublishPipeline:
                 raise PublishError(str(exc), index) from None
         return derived
 
-    async def _follow_up(self, events: Sequence[Event], trace: str | None) -> None:
-        for processor in self.processors:
-            await self._publish_follow_up(functools.partial(processor.after, events), trace)
+    async def _follow_up(self, events: Sequence[Event], trace: str | None, first: int = 0) -> None:
+        """`after` of every processor from `first` on, each follow-up published in turn."""
+        processors = self.processors
+        for index in range(first, len(processors)):
+            after = functools.partial(processors[index].after, events)
+            await self._publish_follow_up(after, trace, index + 1)
 
     async def publish_due(self) -> int:
         """Publish what the processors held back and released now (a batch each); how many."""
         total = 0
-        for processor in self.processors:
-            total += await self._publish_follow_up(processor.due)
+        for index, processor in enumerate(self.processors):
+            total += await self._publish_follow_up(processor.due, None, index + 1)
         return total
 
     async def _publish_follow_up(
-        self, make: Callable[[], Awaitable[FollowUp | None]], trace: str | None = None
+        self,
+        make: Callable[[], Awaitable[FollowUp | None]],
+        trace: str | None = None,
+        then: int | None = None,
     ) -> int:
-        """One processor's follow-up as a batch; derived again when its state moved on."""
+        """One processor's follow-up as a batch; derived again when its state moved on. Its
+        stamped events then go to the processors from `then` on (those after the producer)."""
         for _attempt in range(MAX_ATTEMPTS):
             follow = await make()
             if not follow:
@@ -169,6 +178,8 @@ class PublishPipeline:
             except StateConflict:
                 continue
             self._count(events)
+            if then is not None and events and then < len(self.processors):
+                await self._follow_up(events, trace, then)
             return len(events)
         log.warning(
             "a follow-up was dropped: its state kept changing under it",

@@ -54,8 +54,11 @@ class Draft:
         """What the broker stamps for this draft: its log, tick or not, keyed state, item."""
         spec, data = self.spec, self.data
         state = (spec.state[0], str(data[spec.state[1]])) if spec.state is not None else None
-        item = str(data[spec.item_field]) if spec.item_field is not None else None
-        return Publication(spec.name, data, self.log, tick=spec.always_tick, state=state, strategy=item)
+        owned = str(data[spec.item_field]) if spec.item_field is not None else None
+        item = str(data[spec.sequence_field]) if spec.sequence_field is not None else None
+        return Publication(
+            spec.name, data, self.log, tick=spec.always_tick, state=state, strategy=owned, item=item
+        )
 
 
 class StateView:

@@ -97,6 +97,7 @@ class Admission:
             idle_timeout_s=settings.idle_timeout_s,
             conflate=settings.throttle_ms > 0,
             expires_at=expires_at,
+            max_ticks_per_s=settings.client_max_events_s,
         )
 
     def register(self, conn: Connection) -> None:

@@ -31,6 +31,8 @@ from tickwire.config import Settings, load_settings
 from tickwire.drivers.asgi import TickwireApp
 from tickwire.node import Node
 from tickwire.server.admission import Admission
+from tickwire.server.alerts import alert_routes
+from tickwire.server.assets import asset_routes
 from tickwire.server.auth import Authenticator, jwt_authenticator
 from tickwire.server.csrf import refusal
 from tickwire.server.http import (
@@ -43,10 +45,11 @@ from tickwire.server.http import (
 from tickwire.server.ops import healthz, metrics_json, metrics_prometheus, readyz
 from tickwire.server.poll import poll_endpoint
 from tickwire.server.publish import publish_endpoint, test_endpoint
+from tickwire.server.scans import scan_routes
 from tickwire.server.sse import sse_endpoint
 from tickwire.server.streaming import ClientIds
 from tickwire.server.ws import WebSocketEndpoint
-from tickwire.wire.sse import SSECodec
+from tickwire.wire.sse import ChunkedSSECodec, SSECodec
 
 _METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -77,6 +80,7 @@ def create_app(
     app.state.authenticate = authenticate or jwt_authenticator(settings.secret)
     app.state.admission = Admission(node, app.state.authenticate)
     app.state.sse_codec = SSECodec(settings.retry_ms)
+    app.state.sse_chunk_codec = ChunkedSSECodec(app.state.sse_codec)  # the native driver's frames
     app.state.client_ids = ClientIds()
     app.state.ensure_started = starter.ensure_started
     app.state.close_connections = starter.close_connections
@@ -90,7 +94,10 @@ def _routes(prefix: str) -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_prometheus, methods=["GET"]),
+        *asset_routes(),  # /tickwire.js, /tickwire-react.js: the browser SDK, in every mode
         Route("/api/publish", publish_endpoint, methods=["POST"]),
+        *alert_routes(),  # /api/alerts/...: rules, history, acks (SPEC 13)
+        *scan_routes(),  # /api/scans/...
         Route(f"{prefix}/metrics", metrics_json, methods=["GET"]),
         Route(f"{prefix}/test", test_endpoint, methods=["POST"]),
         WebSocketRoute(f"{prefix}/ws", WebSocketEndpoint()),

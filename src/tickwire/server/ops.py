@@ -38,6 +38,7 @@ async def metrics_json(request: Request) -> Response:
         "dropped": {
             "conflated": sum(s.conflated for s in delivery.values()) + node.hub.throttle.conflated,
             "slowConsumer": sum(s.dropped_slow for s in delivery.values()),
+            "clientCap": sum(s.capped for s in delivery.values()),
         },
         "slowConsumerCloses": sum(s.slow_closes for s in delivery.values()),
     }

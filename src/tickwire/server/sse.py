@@ -2,7 +2,9 @@
 
 After admission the response streams the `connected` event, the start (snapshot,
 buffered events or replay), then live events, all through the connection's outbox and
-the writer (server/writer.py); a second task waits for the client to go away.
+the writer (server/writer.py); a second task waits for the client to go away. The driver is
+the native one (drivers/native.py, its outbox holding HTTP chunks) when the server passed
+its response cycle, else the ASGI one.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from tickwire.core.connection import Connection
 from tickwire.core.event import iso_timestamp
 from tickwire.core.streams import Stream
 from tickwire.drivers.asgi import ASGIStreamDriver, raw_send
+from tickwire.drivers.native import NativeStreamDriver, native_stream
 from tickwire.errors import BrokerUnavailable, Refused
 from tickwire.node import Node
 from tickwire.server.admission import Admission
 from tickwire.server.http import CORRELATION_HEADER, client_ip, cors_headers, error_response, query_bytes
 from tickwire.server.streaming import Flusher, app_flusher
 from tickwire.server.writer import Writer
-from tickwire.wire.sse import GzipStream, SSECodec
+from tickwire.wire.sse import ChunkedSSECodec, GzipStream, SSECodec
 from tickwire.wire.ws import PROTOCOL_VERSION
 
 log = logging.getLogger("tickwire.sse")
@@ -73,6 +76,7 @@ async def sse_endpoint(request: Request) -> Response | SSEResponse:
         admission,
         stream,
         codec=state.sse_codec,
+        chunk_codec=state.sse_chunk_codec,
         user=principal.user,
         expires_at=principal.expires_at,
         client_id=state.client_ids.next(principal.user, stream.name, node.clock.wall_ms()),
@@ -117,6 +121,7 @@ class SSEResponse:
         stream: Stream,
         *,
         codec: SSECodec,
+        chunk_codec: ChunkedSSECodec,
         user: str | None,
         expires_at: float | None,
         client_id: str,
@@ -130,6 +135,7 @@ class SSEResponse:
         self.admission = admission
         self.stream = stream
         self.codec = codec
+        self.chunk_codec = chunk_codec
         self.user = user
         self.expires_at = expires_at
         self.client_id = client_id
@@ -156,8 +162,15 @@ class SSEResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         node: Node = self.admission.node
-        driver = ASGIStreamDriver(raw_send(scope, send), receive, self.ip)
+        driver: NativeStreamDriver | ASGIStreamDriver | None = native_stream(scope, receive, self.ip)
+        if driver is None:
+            driver = ASGIStreamDriver(raw_send(scope, send), receive, self.ip)
+        await driver.start(200, self._headers())
         gz = GzipStream() if self.gzip else None
+        codec: SSECodec | ChunkedSSECodec = self.codec
+        if isinstance(driver, NativeStreamDriver) and driver.chunked and gz is None:
+            driver.prechunked = True  # the outbox holds chunks: its bytes are written as they are
+            codec = self.chunk_codec
         writer = Writer(
             driver,
             self.flusher,
@@ -170,14 +183,13 @@ class SSEResponse:
             client_id=self.client_id,
             user=self.user,
             transport="sse",
-            codec=self.codec,
+            codec=codec,
             notify=writer.notify,
             ip=self.ip,
             correlation_id=self.correlation_id,
             expires_at=self.expires_at,
         )
         writer.attach(conn)
-        await driver.start(200, self._headers())
         connected = {"clientId": self.client_id, "stream": self.stream.name, "v": PROTOCOL_VERSION}
         conn.send_control("connected", {**connected, "timestamp": iso_timestamp(node.clock.wall_ms())})
         self.admission.register(conn)
@@ -213,6 +225,6 @@ class SSEResponse:
             log.info("sse resume", extra={**self.log_extra, "recovered": recovered})
 
 
-async def _close_when_gone(driver: ASGIStreamDriver, conn: Connection) -> None:
+async def _close_when_gone(driver: NativeStreamDriver | ASGIStreamDriver, conn: Connection) -> None:
     await driver.wait_disconnect()
     conn.close(CloseReason.CLIENT_GONE)

@@ -7,7 +7,7 @@ wait for the socket, to close, or for its timers:
 
     outbox non-empty ─► notify ─► Flusher (next loop turn) ─► flush: drain outbox ─► driver
                                    driver not writable ──────► wake the task: drain()
-    keepalive / idle / credential expiry (core/connection.py), WebSocket pings (an extra
+    keepalive / idle / credential expiry / tick-cap releases (core/connection.py), WebSocket pings (an extra
     `Timer`) ─► task
 
 Bytes leave the outbox only while the driver is writable, so what the socket has not
@@ -89,6 +89,7 @@ class Writer:
         self.conn = conn
         conn.outbox.on_abort = self.abort
         conn.outbox.on_shed = self._shed
+        conn.outbox.on_held = self.timers_changed  # a tick waits for the cap: wake at its release
 
     def notify(self) -> None:
         """The outbox became non-empty (or closed)."""
@@ -228,5 +229,7 @@ class Writer:
         if self.conn is not None:
             self.conn.outbox.on_abort = None
             self.conn.outbox.on_shed = None
+            self.conn.outbox.on_held = None
         self.conn = None
+        self.timer = None  # a WebSocket's pinger holds the connection too
         self.waker.close()

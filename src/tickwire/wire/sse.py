@@ -19,6 +19,11 @@ from tickwire.core.event import Event
 KEEPALIVE = b": keepalive\n\n"
 
 
+def chunk(data: bytes) -> bytes:
+    """`data` as one HTTP/1.1 chunk (never the last, empty one)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
 def _field(value: str) -> bytes:
     # Event names and ids never contain line breaks in our catalogue; strip any.
     return value.replace("\r", "").replace("\n", "").encode()
@@ -55,6 +60,32 @@ class SSECodec:
 
     def keepalive_frame(self) -> bytes | None:
         return KEEPALIVE
+
+
+class ChunkedSSECodec:
+    """SSE frames as HTTP/1.1 chunks, for the native driver (drivers/native.py): an event's
+    chunk is built once, from its SSE frame, and shared; any run of them is a valid body."""
+
+    name = "sse"
+
+    def __init__(self, sse: SSECodec) -> None:
+        self._sse = sse
+        self._keepalive = chunk(KEEPALIVE)
+
+    def cache_key(self, stream: str) -> str:
+        return "sse-chunk"
+
+    def event_frame(self, event: Event, stream: str) -> bytes:
+        return chunk(event.wire("sse", self._encode_sse))
+
+    def _encode_sse(self, event: Event) -> bytes:
+        return self._sse.event_frame(event, "")
+
+    def control_frame(self, type_: str, data: dict[str, Any], stream: str | None) -> bytes:
+        return chunk(self._sse.control_frame(type_, data, stream))
+
+    def keepalive_frame(self) -> bytes | None:
+        return self._keepalive
 
 
 class GzipStream:

@@ -10,7 +10,7 @@ Client to server:
 
     {"type":"auth","token":"..."}
     {"type":"subscribe","rid":"1","streams":[{"stream":"orders","lastEventId":"..."},
-                                              {"stream":"prices","symbols":["AAPL"]}]}
+                                              {"stream":"prices","symbols":["AAPL"],"delta":true}]}
     {"type":"unsubscribe","rid":"2","streams":["prices"]}
     {"type":"ping","ts":1735819800000}
 
@@ -72,10 +72,11 @@ class StreamRequest:
     last_event_id: str | None = None
     symbols: tuple[str, ...] | None = None
     user_id: str | None = None
+    delta: bool = False  # delta ticks (SPEC 6)
 
     def params(self) -> dict[str, str]:
         """The query parameters the same stream would have over SSE."""
-        params: dict[str, str] = {}
+        params: dict[str, str] = {"delta": "1"} if self.delta else {}
         if self.symbols is not None:
             params["symbols"] = ",".join(self.symbols)
         if self.user_id is not None:
@@ -115,7 +116,7 @@ _FIELDS: dict[str, frozenset[str]] = {
     "unsubscribe": frozenset({"type", "rid", "streams"}),
     "ping": frozenset({"type", "rid", "ts"}),
 }
-_STREAM_FIELDS = frozenset({"stream", "lastEventId", "symbols", "userId"})
+_STREAM_FIELDS = frozenset({"stream", "lastEventId", "symbols", "userId", "delta"})
 
 
 def parse_command(obj: Any, limits: CommandLimits = DEFAULT_LIMITS) -> Command:
@@ -174,7 +175,8 @@ def _stream_requests(raw: Any, rid: Rid, limits: CommandLimits) -> tuple[StreamR
         if unknown:
             raise ProtocolError(
                 BAD_REQUEST,
-                f"unknown field(s) {', '.join(unknown)} in {where}; known: stream, lastEventId, symbols, userId",
+                f"unknown field(s) {', '.join(unknown)} in {where}; "
+                "known: stream, lastEventId, symbols, userId, delta",
                 rid,
             )
         name = _stream_name(item.get("stream"), where, rid)
@@ -184,12 +186,16 @@ def _stream_requests(raw: Any, rid: Rid, limits: CommandLimits) -> tuple[StreamR
         last = item.get("lastEventId")
         if last is not None and not isinstance(last, str):
             raise ProtocolError(BAD_REQUEST, f"{where}.lastEventId must be a string", rid, name)
+        delta = item.get("delta", False)
+        if not isinstance(delta, bool):
+            raise ProtocolError(BAD_REQUEST, f"{where}.delta must be true or false", rid, name)
         out.append(
             StreamRequest(
                 name,
                 last[: limits.max_last_event_id] if last else None,
                 _symbols(item.get("symbols"), where, rid, name, limits.max_symbols),
                 _user_id(item.get("userId"), where, rid, name),
+                delta,
             )
         )
     return tuple(out)

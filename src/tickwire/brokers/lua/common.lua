@@ -157,6 +157,25 @@ local function join_object(ks, vs)
   return '{' .. table.concat(parts, ',') .. '}'
 end
 
+-- The fields of (ks, vs) with those of (pk, pv) set over them (split_object's lists, changed).
+local function merge_object(ks, vs, pk, pv)
+  local index = {}
+  for i = 1, #ks do
+    index[ks[i]] = i
+  end
+  for j = 1, #pk do
+    local i = index[pk[j]]
+    if i then
+      vs[i] = pv[j]
+    else
+      ks[#ks + 1] = pk[j]
+      vs[#vs + 1] = pv[j]
+      index[pk[j]] = #ks
+    end
+  end
+  return ks, vs
+end
+
 local TERMINAL = { filled = true, canceled = true, cancelled = true, rejected = true, expired = true }
 
 -- Finished entries (terminal orders, closed positions) are evicted first (core/state.py).

@@ -7,6 +7,7 @@
 --       count, batch: a MessagePack array of strings (one argument: cheaper to send than
 --       thousands), per event:
 --       log, type, tick ("1"/"0"), kind ("" = no state), key, strategy ("" = none),
+--       item ("" = none: what its `seq` counts within, core/event.py `sequence_key`),
 --       only_if name ("" = unconditional), only_if version,
 --       npairs, then npairs x (key JSON, value JSON): the top-level fields of `data`;
 --       writes: MessagePack array, per processor state written: log, name, expected version,
@@ -77,21 +78,7 @@ local function merge_state(m, kind, key, ks, vs, tick, typ)
   local cur = redis.call('HGET', hk, key)
   if cur then
     local ok, ov = split_object(cur)
-    local index = {}
-    for i = 1, #ok do
-      index[ok[i]] = i
-    end
-    for j = 1, #ks do
-      local i = index[ks[j]]
-      if i then
-        ov[i] = vs[j]
-      else
-        ok[#ok + 1] = ks[j]
-        ov[#ov + 1] = vs[j]
-        index[ks[j]] = #ok
-      end
-    end
-    ks, vs = ok, ov
+    ks, vs = merge_object(ok, ov, ks, vs)
   end
   redis.call('HSET', hk, key, join_object(ks, vs))
   local rk = m.base .. ':recent:' .. kind
@@ -144,7 +131,7 @@ local reply = {}
 local parts = {}
 
 -- Stamp one event: counters, history, state, item owner, and its part of the message.
-local function stamp(log, typ, flag, kind, key, strategy, ks, vs)
+local function stamp(log, typ, flag, kind, key, strategy, item, ks, vs)
   local m = logs[log]
   if not m then
     m = open_log(log, nonce, kinds, state_ttl)
@@ -165,8 +152,8 @@ local function stamp(log, typ, flag, kind, key, strategy, ks, vs)
     end
     -- The event's number among the log's events of its sequence key (core/event.py).
     local counted = typ
-    if strategy ~= '' then
-      counted = typ .. ':' .. strategy
+    if item ~= '' then
+      counted = typ .. ':' .. item
     end
     seq = redis.call('HINCRBY', m.mk, 'q:' .. counted, 1)
     local id = num(m.offset) .. '-' .. num(m.tick)
@@ -209,21 +196,21 @@ end
 local a = 1
 for _ = 1, count do
   local log, typ, flag, kind, key, strategy = B[a], B[a + 1], B[a + 2], B[a + 3], B[a + 4], B[a + 5]
-  local cond, cond_version = B[a + 6], B[a + 7]
-  local np = tonumber(B[a + 8])
+  local item, cond, cond_version = B[a + 6], B[a + 7], B[a + 8]
+  local np = tonumber(B[a + 9])
   local ks, vs = {}, {}
   for j = 1, np do
-    ks[j] = B[a + 7 + 2 * j]
-    vs[j] = B[a + 8 + 2 * j]
+    ks[j] = B[a + 8 + 2 * j]
+    vs[j] = B[a + 9 + 2 * j]
   end
-  a = a + 9 + 2 * np
+  a = a + 10 + 2 * np
   if cond ~= '' and stored_version(log, cond) ~= tonumber(cond_version) then
     reply[#reply + 1] = 0  -- a conditional tick whose state moved on: left out
     reply[#reply + 1] = 0
     reply[#reply + 1] = 0
     reply[#reply + 1] = 0
   else
-    stamp(log, typ, flag, kind, key, strategy, ks, vs)
+    stamp(log, typ, flag, kind, key, strategy, item, ks, vs)
   end
 end
 

@@ -9,6 +9,7 @@ stops their loops, and delegates each Broker method to the component that owns i
     reading.Reader         history, snapshots, keyed values
     presence.Presence      presence updates, heartbeat and burying, connect rate
     ingest.Ingest          the ingest lease and stream (only with an IngestHandler)
+    records.Records        journals and leases
     scripts.Link           the pool, key names and Lua scripts they all use
 """
 
@@ -23,12 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from tickwire.brokers.base import Batch, Broker, BrokerSink, History, IngestHandler, Snapshot, Stored
+from tickwire.brokers.base import (
+    Batch,
+    Broker,
+    BrokerSink,
+    History,
+    IngestHandler,
+    Record,
+    Snapshot,
+    Stored,
+)
 from tickwire.brokers.redis.delivery import Delivery
 from tickwire.brokers.redis.ingest import Ingest
 from tickwire.brokers.redis.presence import Presence
 from tickwire.brokers.redis.publishing import Publisher
 from tickwire.brokers.redis.reading import Reader
+from tickwire.brokers.redis.records import Records
 from tickwire.brokers.redis.scripts import Link, split_url
 from tickwire.brokers.redis.subscription import Subscription
 from tickwire.brokers.redis.tasks import Tasks
@@ -107,6 +118,7 @@ class RedisBroker(Broker):
             dead_after_ms=int(dead_after_s * 1000),
         )
         self.ingest: Ingest | None = None
+        self.records = Records(self.link, self.node_id)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> RedisBroker:
@@ -179,8 +191,8 @@ class RedisBroker(Broker):
 
     # -- reading ---------------------------------------------------------------------
 
-    async def history(self, log: str, after: Position | None) -> History:
-        history = await self.reader.history(log, after)
+    async def history(self, log: str, after: Position | None, *, since_ms: int | None = None) -> History:
+        history = await self.reader.history(log, after, since_ms=since_ms)
         await self.delivery.catch_up(log, history.end)
         return history
 
@@ -211,6 +223,30 @@ class RedisBroker(Broker):
             return bool(await asyncio.wait_for(self.link.client.ping(), 1.0))
         except (RedisError, OSError, TimeoutError):
             return False
+
+    # -- journals and leases (records.py) --------------------------------------------
+
+    async def journal_add(
+        self, journal: str, records: Sequence[Record], *, cap: int, retention_ms: int
+    ) -> None:
+        await self.records.add(journal, records, cap, retention_ms)
+
+    async def journal_patch(self, journal: str, record_id: str, fields: dict[str, Any]) -> Record | None:
+        return await self.records.patch(journal, record_id, fields)
+
+    async def journal_get(self, journal: str, record_id: str) -> Record | None:
+        return await self.records.get(journal, record_id)
+
+    async def journal_page(
+        self, journal: str, *, before: str | None = None, limit: int = 100, since_ms: int = 0
+    ) -> list[Record]:
+        return await self.records.page(journal, before, limit, since_ms)
+
+    async def lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        return await self.records.lease(name, ttl_s, holder)
+
+    async def release(self, name: str, holder: str) -> None:
+        await self.records.lease(name, 0, holder)
 
     # -- cluster-wide limits ---------------------------------------------------------
 

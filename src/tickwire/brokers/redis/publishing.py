@@ -62,7 +62,7 @@ async def _failed(error: BaseException) -> list[Event]:
 
 def pack(pubs: Sequence[Publication], packer: Any = None) -> bytes:
     """The batch argument of publish.lua: one MessagePack array of strings, per event log,
-    type, tick, kind, key, strategy, only_if name, only_if version, npairs, then (key JSON,
+    type, tick, kind, key, strategy, item, only_if name, only_if version, npairs, then (key JSON,
     value JSON) per data field.
 
     Packed item by item into a reusable `msgpack.Packer(use_bin_type=False, autoreset=False)`
@@ -75,7 +75,7 @@ def pack(pubs: Sequence[Publication], packer: Any = None) -> bytes:
     put = packer.pack
     size = 0
     for pub in pubs:
-        size += 9 + 2 * len(pub.data)
+        size += 10 + 2 * len(pub.data)
     try:
         packer.pack_array_header(size)
         for pub in pubs:
@@ -86,6 +86,7 @@ def pack(pubs: Sequence[Publication], packer: Any = None) -> bytes:
             put(kind)
             put(key)
             put(pub.strategy or "")
+            put(pub.item or "")
             cond, version = pub.only_if if pub.only_if is not None else ("", 0)
             put(cond)
             put(str(version))

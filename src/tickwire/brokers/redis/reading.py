@@ -85,12 +85,13 @@ class Reader:
         except (RedisError, OSError) as exc:
             raise self._link.unavailable(exc) from None
 
-    async def history(self, log_name: str, after: Position | None) -> History:
+    async def history(self, log_name: str, after: Position | None, *, since_ms: int | None = None) -> History:
         args: list[Any] = [log_name, new_epoch(), self._kinds, self._state_ttl_ms]
         if after is None:
             args += [0, 0, 0, 0]
         else:
             args += [1, after.epoch, after.offset, after.tick]
+        args.append("" if since_ms is None else since_ms)
         head, reason, entries, ticks = await self._read("history", args)
         end = position(head)
         if reason:

@@ -42,6 +42,7 @@ PREFIXED_SCRIPTS = (
     "ratelimit",
     "ingest_skip",
     "ingest_reply",
+    "journal",
 )
 LEADER = "leader"
 # The token of an ingest reply key `<prefix>:reply:<token>` (ingest_reply.lua checks it too).
@@ -107,6 +108,13 @@ class Keys:
 
     def index(self, name: str) -> str:
         return f"{self.prefix}:index:{tag(name)}"
+
+    def journal(self, name: str) -> str:
+        """A journal's sorted set (its hash and counter add `:r` and `:n`; journal.lua)."""
+        return f"{self.prefix}:journal:{tag(name)}"
+
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}:lease:{tag(name)}"
 
     def presence(self, user: str) -> str:
         return f"{self.prefix}:presence:{tag(user)}"

@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
+from tickwire.tasks import cancel_until_done
+
 
 class Tasks:
     def __init__(self) -> None:
@@ -23,11 +25,5 @@ class Tasks:
     async def cancel_all(self) -> None:
         """Cancel every task until none is left. Every loop also checks `stopping`: a
         cancellation that lands inside a Redis call can come out as a timeout error
-        (asyncio.timeout), so one cancel may not be enough."""
-        for _ in range(10):
-            tasks = [task for task in self._running if not task.done()]
-            if not tasks:
-                return
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks, timeout=0.5)
+        (asyncio.timeout), or be lost (tickwire/tasks.py), so one cancel may not be enough."""
+        await cancel_until_done(self._running)

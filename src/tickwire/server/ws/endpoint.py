@@ -120,9 +120,9 @@ async def _credentials(admission: Admission, headers: dict[str, str], cid: str) 
 
 
 def query_subscription(raw: bytes, catalog: Catalog, settings: Settings) -> Subscribe | None:
-    """`?streams=prices,alerts[&symbols=A,B]`: streams to subscribe at connect, for clients that
-    only read (load generators, `websocat`); the answer is a `subscribed` without `rid`.
-    `symbols` applies to the streams that take them (prices)."""
+    """`?streams=prices,alerts[&symbols=A,B][&delta=1]`: streams to subscribe at connect, for
+    clients that only read (load generators, `websocat`); the answer is a `subscribed` without
+    `rid`. `symbols` and `delta` apply to the streams that take them (prices)."""
     if not raw:
         return None
     params = dict(parse_qsl(raw.decode("latin-1")))
@@ -131,8 +131,14 @@ def query_subscription(raw: bytes, catalog: Catalog, settings: Settings) -> Subs
         return None
     symbols = [s for s in params.get("symbols", "").split(",") if s]
     keyed = {name for name, d in catalog.definitions.items() if d.key_param is not None}
+    delta = params.get("delta") in ("1", "true")
+    deltas = {name for name, d in catalog.definitions.items() if d.deltas}
     streams = [
-        {"stream": name, **({"symbols": symbols} if symbols and normalize_stream(name) in keyed else {})}
+        {
+            "stream": name,
+            **({"symbols": symbols} if symbols and normalize_stream(name) in keyed else {}),
+            **({"delta": True} if delta and normalize_stream(name) in deltas else {}),
+        }
         for name in names
     ]
     command = parse_command({"type": "subscribe", "streams": streams}, CommandLimits.from_settings(settings))

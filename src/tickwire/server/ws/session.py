@@ -104,6 +104,7 @@ class WSSession:
     def _ended(self) -> None:
         self.writer.detach()  # no reference cycle outlives the socket
         self.commands.stop()
+        del self.commands  # it refers back to the session
         if self.pinger is not None:
             self.pinger.done()
         self.metrics.sockets.dec()
