@@ -156,6 +156,9 @@ def server_env(args: argparse.Namespace, src: Path, port: int, secret: str) -> d
     env.update(
         {
             "TICKWIRE_USER_BUFFER": str(args.history),
+            # Each user's alert history (GET /api/alerts) bounded like its event history, so
+            # that the warm-up fills both to their steady state.
+            "TICKWIRE_ALERT_HISTORY": str(args.history),
             "TICKWIRE_OUTBOX_BYTES": str(args.outbox_bytes),
             "TICKWIRE_MAX_CONNS_PER_USER": str(args.max_conns_per_user or 4 * args.clients_per_user),
             "TICKWIRE_PUBLISH_MAX_BATCH": str(max(1000, args.max_batch)),

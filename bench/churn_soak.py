@@ -1,8 +1,9 @@
 """The phases of the churn soak (bench/churn.py), in the load process:
 
-1. warm-up: every user's history is filled to TICKWIRE_USER_BUFFER events, so that the server's
-   memory for history is at its steady state before the baseline (it stays there: a full history
-   drops its oldest event for each new one);
+1. warm-up: every user's history (and alert history, TICKWIRE_ALERT_HISTORY set to the same
+   bound) is filled to TICKWIRE_USER_BUFFER events, so that the server's memory for history is at
+   its steady state before the baseline (it stays there: a full history drops its oldest event
+   for each new one);
 2. baseline: connections, file descriptors, RSS and leak gauges of the idle server;
 3. load: the reading clients churn, the publisher posts at a steady rate, the never-reading clients
    wait to be closed; a progress line every few seconds;

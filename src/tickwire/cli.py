@@ -75,9 +75,6 @@ def serve(config: str | None, replay: str | None, **flags: Any) -> None:
 def run_node(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     """Serve one node until SIGTERM/SIGINT, on `sockets` when given (a worker's), else on
     settings.host and port."""
-    import uvicorn
-
-    from tickwire.drivers.uvicorn_ws import PROTOCOL_MAX_SIZE, uvicorn_ws_protocol
     from tickwire.logs import configure_logging
     from tickwire.server.app import create_app
 
@@ -89,8 +86,18 @@ def run_node(settings: Settings, sockets: list[socket.socket] | None = None) -> 
     else:
         app = create_app(settings)
     app.state.on_startup.append(_gc_policy)
+    uv_config = uvicorn_config(app, settings)
+    _handing_over(uv_config, app.state.close_connections).run(sockets)
+
+
+def uvicorn_config(app: Any, settings: Settings) -> Any:
+    """How `tickwire serve` runs `app` (a tickwire app, whose node counts refusals) on uvicorn."""
+    import uvicorn
+
+    from tickwire.drivers.uvicorn_ws import PROTOCOL_MAX_SIZE, uvicorn_ws_protocol
+
     rejected = app.state.node.metrics.rejected
-    uv_config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -107,7 +114,6 @@ def run_node(settings: Settings, sockets: list[socket.socket] | None = None) -> 
         # read, a publish in flight) gets the same grace again, then is cut off.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
-    _handing_over(uv_config, app.state.close_connections).run(sockets)
 
 
 def _http_protocol(settings: Settings, on_refused: Callable[[str], None] | None = None) -> Any:

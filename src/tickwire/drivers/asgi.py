@@ -49,7 +49,12 @@ class TickwireApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[RAW_SEND] = send
-        await super().__call__(scope, receive, send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # `send` is bound to the server's connection object, which holds the scope: a
+            # reference cycle that would keep a closed connection until a full collection.
+            scope.pop(RAW_SEND, None)
 
 
 def raw_send(scope: Scope, send: Send) -> Send:

@@ -221,9 +221,17 @@ class TickwireHTTPProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         super().handle_websocket_upgrade()
+        self._leave()
         peer, self._peer = self._peer, None
         if peer is not None:  # the WebSocket protocol owns the connection now, and its count
-            _on_lost(self.transport.get_protocol(), lambda: self.guard.leave(peer))
+            guard = self.guard
+            _on_lost(self.transport.get_protocol(), lambda: guard.leave(peer))
+
+    def _leave(self) -> None:
+        """This protocol hands its connection over and will never see `connection_lost`, where
+        uvicorn drops the parser, whose callbacks are bound to this protocol: a reference
+        cycle that only a full collection would free."""
+        self.parser = None  # type: ignore[assignment]
 
     # -- refusals -------------------------------------------------------------------------------------
 
@@ -261,6 +269,7 @@ class TickwireHTTPProtocol(HttpToolsProtocol):
         peer, self._peer = self._peer, None
         discard = _Discard(self.transport, lambda: self.guard.leave(peer))
         self.transport.set_protocol(discard)
+        self._leave()
         discard.start()
 
 
@@ -303,6 +312,7 @@ def _on_lost(protocol: Any, callback: Callable[[], None]) -> None:
         try:
             lost(exc)
         finally:
+            del protocol.connection_lost  # it refers to the protocol: a reference cycle until now
             callback()
 
     protocol.connection_lost = connection_lost

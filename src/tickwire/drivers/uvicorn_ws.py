@@ -13,7 +13,9 @@ WebSocket protocol is extended with:
   straight to the transport, while nothing waits before them (drivers/asgi.py);
 - a close requested while the peer is not reading is queued behind the buffered data and
   the transport aborted if the peer does not read it within CLOSE_TIMEOUT_S;
-- close code 1001 (going away) on shutdown instead of 1012.
+- close code 1001 (going away) on shutdown instead of 1012;
+- a lost connection closes websockets' parser, which otherwise keeps the closed connection
+  in a reference cycle (server/gcpolicy.py freezes such objects out of the collector's sight).
 
 It subclasses uvicorn's `WebSocketsSansIOProtocol` and uses its connection state
 (`conn`, `transport`, `queue`, `writable`, `close_sent`...), which are not a public API:
@@ -60,7 +62,15 @@ CLOSE_TIMEOUT_S = 5.0
 
 # What the subclass below uses of uvicorn's protocol (methods of the class; the attributes
 # are set by its __init__ and handle_connect and covered by the tests).
-REQUIRED = ("handle_connect", "handle_pong", "send", "shutdown", "stop_keepalive", "data_received")
+REQUIRED = (
+    "handle_connect",
+    "handle_pong",
+    "send",
+    "shutdown",
+    "stop_keepalive",
+    "data_received",
+    "connection_lost",
+)
 
 
 class TickwireWSProtocol(WebSocketsSansIOProtocol):
@@ -156,6 +166,14 @@ class TickwireWSProtocol(WebSocketsSansIOProtocol):
             self.queue.put_nowait(cast(Any, {"type": PONG, "bytes": payload}))
             return
         super().handle_pong(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # websockets parses with a generator whose frame holds the connection state, even once
+        # it only discards (after a close, or at EOF): a reference cycle of the protocol,
+        # its permessage-deflate state and buffers, which would keep a closed connection
+        # until a full collection. Nothing reads from this connection any more.
+        self.conn.parser.close()
 
     def shutdown(self) -> None:
         if not self._open():
