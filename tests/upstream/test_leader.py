@@ -18,6 +18,7 @@ from support.upstream_fakes import TOKEN, FinnhubFake
 from support.upstream_harness import Readers, running_node, upstream
 from support.waiting import until
 from tickwire.node import Node
+from tickwire.upstream.leader import SHARE_S
 from tickwire.upstream.state import UpstreamState
 
 S = UpstreamState
@@ -52,6 +53,16 @@ async def nodes(
         yield out
 
 
+async def until_ticked(time: ManualTime, check: Any) -> None:
+    """Until `check()` holds, letting the nodes' leadership loops tick (each node shares its
+    readers' symbols on its tick and the leader gathers them on its own: one tick of time may
+    run the leader's before the other's write landed, so time moves on until both did)."""
+    async with asyncio.timeout(15):
+        while not check():
+            await time.advance(SHARE_S)
+            await asyncio.sleep(0.02)
+
+
 def holder(all_nodes: list[tuple[Node, Readers]]) -> list[Node]:
     return [node for node, _ in all_nodes if node.upstreams.connections["feed"].running]
 
@@ -66,14 +77,12 @@ def test_one_node_holds_a_leader_only_upstream_for_the_readers_of_every_node(red
             assert follower.upstreams.connections["feed"].state is S.STANDBY
             assert fake.handshakes == 1
             reader = await follower_readers.open("AAPL")  # a reader of the node without the lease
-            await time.advance(1.0)  # it shares its demand; the leader reads it
-            await until(lambda: fake.all_held == {"AAPL"})
+            await until_ticked(time, lambda: fake.all_held == {"AAPL"})  # shared, then read by the leader
             await fake.push("AAPL", 187.5)
             await until(lambda: follower_readers.live(reader))  # published by the leader, via Redis
             assert follower_readers.live(reader)[0]["source"] == "feed"
             follower_readers.close(reader)
-            await time.advance(1.0)
-            await until(lambda: fake.all_held == set())
+            await until_ticked(time, lambda: fake.all_held == set())
 
             await leader.upstreams.stop()  # the leader goes away: it releases the lease
             await time.advance(1.0)

@@ -102,10 +102,7 @@ class DeltaSubscription(Subscription):
             out = delta_of(event, self.key_field) or event
         if event.id is not None:
             sent[key] = event.id
-        frame = out._wire.get(self.fmt)
-        if frame is None:
-            frame = out.wire(self.fmt, self.encode)
-        self.conn.send_event(out, frame)
+        Subscription.deliver(self, out)
 
     def replay(self, event: Event) -> None:
         super().replay(event)
@@ -281,7 +278,10 @@ class Hub:
 def _discard(index: dict[Any, dict[Subscription, None]], key: Any, sub: Subscription) -> bool:
     """Remove `sub` from `index[key]`; True when that removed the key's last subscription."""
     subs = index.get(key)
-    if subs is None or subs.pop(sub, False) is not None or subs:
+    if subs is None or sub not in subs:
+        return False
+    del subs[sub]
+    if subs:
         return False
     del index[key]
     return True

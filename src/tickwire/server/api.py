@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,11 +21,10 @@ from tickwire.node import Node
 from tickwire.server.auth import has_credentials, principal_of
 from tickwire.server.http import (
     CORRELATION_HEADER,
-    body_pending,
     cors_headers,
     error_response,
     json_response,
-    read_body,
+    read_json_object,
 )
 
 Handler = Callable[[Request, Principal, Alerting], Awaitable[Response]]
@@ -62,21 +60,8 @@ def api(methods: str, handler: Handler, *, admin: bool = False) -> Callable[[Req
 
 async def read_object(request: Request, *, required: bool = True) -> dict[str, Any] | None:
     """The JSON object of the body (None when there is none and it is not `required`)."""
-    if not required and not body_pending(request.scope, request.headers):
-        return None
     node: Node = request.app.state.node
-    raw = await read_body(request, node.settings.max_body)
-    if not raw.strip():
-        if not required:
-            return None
-        raise Refused(400, "Body is empty: send a JSON object")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Refused(400, f"Body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise Refused(400, "Body must be a JSON object")
-    return body
+    return await read_json_object(request, node.settings.max_body, required=required)
 
 
 def answer(request: Request, body: object, methods: str, status: int = 200) -> Response:

@@ -15,6 +15,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -161,6 +162,27 @@ def body_pending(scope: Scope, headers: Mapping[str, str]) -> bool:
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return True
     return headers.get("content-length", "0").strip() not in ("0", "")
+
+
+async def read_json_object(
+    request: Request, limit: int, *, required: bool = True, example: str = ""
+) -> dict[str, Any] | None:
+    """The JSON object of the body (None when there is none and it is not `required`);
+    400 with what to send (`example`, e.g. ` like {"message": "..."}`) otherwise."""
+    if not required and not body_pending(request.scope, request.headers):
+        return None
+    raw = await read_body(request, limit)
+    if not raw.strip():
+        if not required:
+            return None
+        raise Refused(400, "Body is empty: send a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Refused(400, f"Body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise Refused(400, f"Body must be a JSON object{example}")
+    return body
 
 
 async def discard_body(

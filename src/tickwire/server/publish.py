@@ -15,7 +15,7 @@ from tickwire.core.streams import Principal
 from tickwire.errors import BrokerUnavailable, PublishError, Refused
 from tickwire.node import Node
 from tickwire.server.auth import has_credentials, principal_of
-from tickwire.server.http import body_pending, error_response, json_response, read_body
+from tickwire.server.http import error_response, json_response, read_body, read_json_object
 
 METHODS = "POST, OPTIONS"
 
@@ -85,17 +85,9 @@ async def test_endpoint(request: Request) -> Response:
 
 async def _test_message(request: Request, max_body: int) -> str:
     """The `message` of the test broadcast's optional body, `test` without one."""
-    if not body_pending(request.scope, request.headers):
+    body = await read_json_object(request, max_body, required=False, example=' like {"message": "..."}')
+    if body is None:
         return "test"
-    raw = await read_body(request, max_body)
-    if not raw.strip():
-        return "test"
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Refused(400, f"Body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise Refused(400, 'Body must be a JSON object like {"message": "..."}')
     message = body.get("message")
     if message is None:
         return "test"

@@ -16,6 +16,7 @@ adapter is a plain object fed messages, so its tests need no server.
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -47,7 +48,7 @@ class Options(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Adapter:
+class Adapter(ABC):
     kind: ClassVar[str] = "?"
     # The public log whose readers' keys drive this adapter's subscriptions.
     feeds: ClassVar[str] = PRICES_LOG
@@ -94,7 +95,7 @@ class Adapter:
 
     # -- the stream --------------------------------------------------------------------
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 (optional: most adapters keep no per-connection state)
         """A new connection starts: forget per-connection state."""
 
     def connect(self) -> ConnectSpec:
@@ -103,18 +104,23 @@ class Adapter:
     def on_open(self) -> list[Frame]:
         return []
 
+    # An adapter implements one of the two ways a subscription changes: `subscribe` and
+    # `unsubscribe` (a batch at a time), or `replace` (the whole set, `replaces_set`).
+    # session.py calls only the one its `replaces_set` names.
+
     def subscribe(self, symbols: Sequence[str]) -> list[Frame]:
-        raise NotImplementedError
+        raise TypeError(f"{self.kind}: a replaces_set adapter is sent replace(), not subscribe()")
 
     def unsubscribe(self, symbols: Sequence[str]) -> list[Frame]:
-        raise NotImplementedError
+        raise TypeError(f"{self.kind}: a replaces_set adapter is sent replace(), not unsubscribe()")
 
     def replace(self, symbols: Sequence[str], fresh: bool) -> list[Frame]:
         """`replaces_set` adapters: hold exactly `symbols` now (`fresh`: nothing is held yet)."""
-        raise NotImplementedError
+        raise TypeError(f"{self.kind}: only a replaces_set adapter is sent replace()")
 
+    @abstractmethod
     def parse(self, frame: str | bytes, now_ms: int) -> Parsed:
-        raise NotImplementedError
+        """What one provider message means."""
 
     def closed(self, code: int | None, reason: str) -> str | None:
         """The provider closed the socket with `code`: a reason to stop (refused
