@@ -19,11 +19,18 @@ portfolio a fill changed meanwhile is left out (that fill's own event carries ne
 A position event published on this node after a price drops that price's mark for its
 (user, symbol), held or not yet stamped, so an older price never overwrites a newer
 currentPrice; a mark held by another node's throttle may still land within one window.
+
+The portfolio's version moves with every change of the user's account, not only with the
+symbol's own position events (an order update, another symbol's fill). So the stored
+portfolio also counts, per open symbol, its own position events (`REVISIONS`): a mark left
+out because the version moved is derived again, at the latest price this node knows, when
+its symbol had no own event since; otherwise that event is newer and the mark stays out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tickwire.brokers.base import Broker, IndexChange, Publication
@@ -34,9 +41,17 @@ from tickwire.domain.portfolio import Portfolio
 from tickwire.pipeline.processor import BaseProcessor, Draft, FollowUp, StateRef, StateView
 
 STATE = "portfolio"
+REVISIONS = "revisions"  # in the stored portfolio: [own position events, {symbol: count at its last}]
 DERIVED_FROM = frozenset({"order:update", "order:fill", "position:update"})
 HOLDERS_FRESH_S = 1.0  # how long this node trusts its copy of a symbol's holders
 Mark = tuple[str, str, float]  # (user, symbol, price)
+MarkKey = tuple[str, str]  # (user, symbol)
+# The symbols whose own position event a derivation published (app's, or fills' derived).
+OWN_SYMBOLS: dict[str, Callable[[Draft, Sequence[Publication]], list[object]]] = {
+    "order:update": lambda draft, derived: [],
+    "order:fill": lambda draft, derived: [p.data["symbol"] for p in derived],
+    "position:update": lambda draft, derived: [draft.data.get("symbol")],
+}
 
 
 def holders_index(symbol: str) -> str:
@@ -75,14 +90,17 @@ class PositionsProcessor(BaseProcessor):
         if user is None or draft.type not in DERIVED_FROM:
             return ()
         portfolio = self.portfolio
-        portfolio.load(user, state.get(draft.log, STATE))
+        stored = state.get(draft.log, STATE)
+        portfolio.load(user, stored)
         try:
             before = portfolio.open_symbols(user)
             derived = self._apply(draft, user, data)
             after = portfolio.open_symbols(user)
-            state.put(draft.log, STATE, portfolio.export(user))
+            exported = portfolio.export(user)
         finally:
             portfolio.forget(user)
+        own = OWN_SYMBOLS[draft.type](draft, derived)
+        state.put(draft.log, STATE, revised(exported, stored, own, after))
         for symbol in before - after:
             state.index.append(IndexChange(holders_index(symbol), user_log(user), False))
             self._held(symbol, user, False)
@@ -140,15 +158,23 @@ class PositionsProcessor(BaseProcessor):
     async def due(self) -> FollowUp | None:
         return await self._marked(self.marks.due())
 
-    async def _marked(self, marks: list[Mark]) -> FollowUp | None:
-        """The released marks, from the stored portfolios, each conditional on its version."""
+    async def _marked(
+        self, marks: Sequence[Mark], expected: dict[MarkKey, int] | None = None
+    ) -> FollowUp | None:
+        """The released marks, from the stored portfolios, each conditional on its version.
+        With `expected` (a retry), a mark whose symbol had an own position event since is
+        left out."""
         if not marks:
             return None
         stored = await self.broker.load([(user_log(user), STATE) for user, _, _ in marks])
         ts = iso_timestamp(self.clock.wall_ms())
         follow = FollowUp()
+        bases: dict[MarkKey, int] = {}
         portfolio = self.portfolio
         for (user, symbol, price), state in zip(marks, stored, strict=True):
+            revision = symbol_revision(state.value, symbol)
+            if expected is not None and expected[(user, symbol)] != revision:
+                continue
             portfolio.load(user, state.value)
             try:
                 payload = portfolio.mark_user(user, symbol, price)
@@ -158,13 +184,28 @@ class PositionsProcessor(BaseProcessor):
                 follow.index.append(IndexChange(holders_index(symbol), user_log(user), False))
                 self._held(symbol, user, False)
                 continue
+            bases[(user, symbol)] = revision
             pub = position_publication(user, {**payload, "timestamp": ts}, tick=True)
             follow.pubs.append(
                 Publication(
                     pub.type, pub.data, pub.log, tick=True, state=pub.state, only_if=(STATE, state.version)
                 )
             )
+        if bases:
+            follow.redo = functools.partial(self._left_out, bases)
         return follow
+
+    async def _left_out(self, bases: dict[MarkKey, int], stamped: Sequence[Event]) -> FollowUp | None:
+        """The marks the broker left out (their portfolio's version moved), derived again."""
+        done = {(log_user(e.log), e.data.get("symbol")) for e in stamped if e.type == "position:update"}
+        again: list[Mark] = []
+        for user, symbol in bases:
+            if (user, symbol) in done:
+                continue
+            price = self.portfolio.price(symbol)
+            if price is not None:
+                again.append((user, symbol, price))
+        return await self._marked(again, bases)
 
     async def _holders_of(self, symbol: str) -> set[str]:
         now = self.clock.monotonic()
@@ -183,3 +224,26 @@ class PositionsProcessor(BaseProcessor):
             known[1].add(user)
         else:
             known[1].discard(user)
+
+
+def symbol_revision(stored: dict[str, Any] | None, symbol: str) -> int:
+    """How many own position events the stored portfolio had counted at `symbol`'s last."""
+    revisions = stored.get(REVISIONS) if stored is not None else None
+    return int(revisions[1].get(symbol, 0)) if revisions else 0
+
+
+def revised(
+    exported: dict[str, Any] | None, stored: dict[str, Any] | None, own: Sequence[object], open_: set[str]
+) -> dict[str, Any] | None:
+    """The portfolio to store: `exported`, with the symbols of this event's own position
+    events counted (closed symbols are forgotten)."""
+    if exported is None:
+        return None
+    previous = stored.get(REVISIONS) if stored is not None else None
+    count, counts = (int(previous[0]), previous[1]) if previous else (0, {})
+    counts = {symbol: n for symbol, n in counts.items() if symbol in open_}
+    for symbol in own:
+        count += 1
+        if isinstance(symbol, str) and symbol in open_:
+            counts[symbol] = count
+    return {**exported, REVISIONS: [count, counts]}

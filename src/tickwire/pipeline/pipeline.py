@@ -164,12 +164,14 @@ class PublishPipeline:
         trace: str | None = None,
         then: int | None = None,
     ) -> int:
-        """One processor's follow-up as a batch; derived again when its state moved on. Its
-        stamped events then go to the processors from `then` on (those after the producer)."""
+        """One processor's follow-up as a batch; derived again when its state moved on, and
+        what its `redo` asks for after it. Its stamped events then go to the processors from
+        `then` on (those after the producer)."""
+        published = 0
         for _attempt in range(MAX_ATTEMPTS):
             follow = await make()
             if not follow:
-                return 0
+                return published
             batch = Batch(
                 follow.pubs, self.clock.wall_ms(), writes=follow.writes, index=follow.index, trace=trace
             )
@@ -178,14 +180,17 @@ class PublishPipeline:
             except StateConflict:
                 continue
             self._count(events)
+            published += len(events)
             if then is not None and events and then < len(self.processors):
                 await self._follow_up(events, trace, then)
-            return len(events)
+            if follow.redo is None:
+                return published
+            make = functools.partial(follow.redo, events)
         log.warning(
             "a follow-up was dropped: its state kept changing under it",
             extra={"publish_correlation_id": trace},
         )
-        return 0
+        return published
 
     def _count(self, events: Sequence[Event]) -> None:
         published = self.metrics.published

@@ -15,14 +15,15 @@ After a batch is stamped, `after` may return a follow-up (events it causes elsew
 such as the marks of positions a price moves); `due` returns what a processor held back
 (a throttle) once its time came; the node's timer calls it. Follow-ups are published as
 batches of their own; their ticks can be conditional on a state's version
-(`Publication.only_if`), so a follow-up derived from a state that moved on is left out.
+(`Publication.only_if`), so a follow-up derived from a state that moved on is left out;
+its `redo` may derive again what was left out but is still due.
 
 `derive` runs synchronously and must not do I/O; `after` and `due` may read the broker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -104,6 +105,9 @@ class FollowUp:
     pubs: list[Publication] = field(default_factory=list)
     index: list[IndexChange] = field(default_factory=list)
     writes: list[StateWrite] = field(default_factory=list)
+    # Called with the stamped events: what to publish again of the conditional ticks the
+    # broker left out (their state moved on for a reason that does not make them stale).
+    redo: Callable[[Sequence[Event]], Awaitable[FollowUp | None]] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.pubs or self.index or self.writes)
