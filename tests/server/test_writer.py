@@ -30,6 +30,7 @@ def setup(
     frames: bool = False,
     outbox: int = 1 << 20,
     keepalive_s: float = 30.0,
+    max_ticks_per_s: float = 0.0,
     **kw: object,
 ) -> tuple[Writer, Connection]:
     clock = SystemClock()
@@ -43,15 +44,20 @@ def setup(
         outbox_limit=outbox,
         notify=writer.notify,
         keepalive_s=keepalive_s,
+        max_ticks_per_s=max_ticks_per_s,
     )
     writer.attach(conn)
     return writer, conn
 
 
-def tick(conn: Connection, price: int, n: int) -> None:
-    event = Event(
+def price_event(price: int, n: int) -> Event:
+    return Event(
         "price:update", {"symbol": "A", "price": price}, "prices", Position(1, 0, n), 0, key="A", tick=True
     )
+
+
+def tick(conn: Connection, price: int, n: int) -> None:
+    event = price_event(price, n)
     conn.send_event(event, event.wire("sse", lambda e: SSECodec().event_frame(e, "prices")))
 
 
@@ -213,6 +219,83 @@ def test_ticks_held_by_the_client_cap_are_written_when_the_cap_allows() -> None:
         await until(lambda: b"".join(driver.written).count(b"[") == 55)
         data = b"".join(driver.written)
         assert data.endswith(b"[56][57][58][59][60]")  # K51..K55 waited: the latest of each went
+        conn.close(CloseReason.SHUTDOWN)
+        await asyncio.wait_for(task, 1)
+
+    run(body)
+
+
+def frame_of(price: int) -> bytes:
+    """The frame of `tick(conn, price, price)`."""
+    return SSECodec().event_frame(price_event(price, price), "prices")
+
+
+def test_an_event_with_nothing_queued_is_written_at_once_and_the_rest_of_the_turn_coalesces() -> None:
+    async def body() -> None:
+        driver = FakeDriver()
+        writer, conn = setup(driver)
+        tick(conn, 1, 1)
+        assert driver.written == [frame_of(1)]  # written inside the dispatch: no queue, no flusher
+        for n in (2, 3, 4):
+            tick(conn, n, n)  # the same turn: queued behind it, each tick replacing the last
+        assert driver.written == [frame_of(1)]
+        await turns()
+        assert driver.written == [frame_of(1), frame_of(4)]
+        assert conn.outbox.stats.delivered == 2
+        tick(conn, 5, 5)  # a later turn with nothing queued: at once again
+        assert driver.written[-1] == frame_of(5)
+        writer.detach()
+        assert conn.write_now is None
+
+    run(body)
+
+
+def test_an_event_behind_queued_frames_waits_its_turn() -> None:
+    async def body() -> None:
+        driver = FakeDriver()
+        writer, conn = setup(driver)
+        conn.send_control("test", {"n": 1})
+        tick(conn, 1, 1)
+        assert driver.written == []
+        await turns()
+        assert driver.written == [b'event: test\ndata: {"n":1}\n\n' + frame_of(1)]
+        writer.detach()
+
+    run(body)
+
+
+def test_replays_compressed_streams_and_capped_clients_are_always_queued() -> None:
+    async def body() -> None:
+        plain, gz_driver, capped_driver = FakeDriver(), FakeDriver(), FakeDriver()
+        _, replayed = setup(plain)
+        event = Event("order:update", {"id": "o1"}, "orders", Position(1, 0, 1), 0)
+        replayed.send_event(event, b"[replayed]", replay=True)
+        _, gz_conn = setup(gz_driver, compress=GzipStream().compress)
+        tick(gz_conn, 1, 1)
+        _, capped = setup(capped_driver, max_ticks_per_s=50)
+        tick(capped, 1, 1)
+        assert plain.written == gz_driver.written == capped_driver.written == []
+        await turns()
+        assert plain.written == [b"[replayed]"]
+        assert gz_driver.written and capped_driver.written == [frame_of(1)]
+
+    run(body)
+
+
+def test_a_full_socket_takes_no_event_at_once() -> None:
+    async def body() -> None:
+        driver = FakeDriver()
+        writer, conn = setup(driver)
+        task = asyncio.create_task(writer.run())
+        driver.full = True
+        tick(conn, 1, 1)  # taken at once, but only in part: the task waits for the socket
+        await turns()
+        assert not driver.writable
+        tick(conn, 2, 2)
+        assert conn.outbox  # queued: the socket is not writable
+        driver.full = False
+        await turns(6)
+        assert b"".join(driver.written).count(b"event: price:update") == 2
         conn.close(CloseReason.SHUTDOWN)
         await asyncio.wait_for(task, 1)
 

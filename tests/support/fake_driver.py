@@ -41,17 +41,17 @@ class FakeDriver:
     def writable(self) -> bool:
         return not self.pending
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> bool:
         if self.gone:
             raise PeerGone("gone")
         if self.full or self.pending:
             self.pending.append(data)
-        else:
-            self.written.append(data)
+            return False
+        self.written.append(data)
+        return True
 
-    def write_frames(self, frames: Sequence[bytes]) -> None:
-        for frame in frames:
-            self.write(frame)
+    def write_frames(self, frames: Sequence[bytes]) -> bool:
+        return all([self.write(frame) for frame in frames])
 
     async def drain(self) -> None:
         await self._room.wait()

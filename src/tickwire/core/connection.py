@@ -100,6 +100,9 @@ class Connection:
         self.idle_timeout_s = idle_timeout_s
         pacer = TickPacer(clock, max_ticks_per_s) if max_ticks_per_s > 0 else None
         self.outbox = Outbox(outbox_limit, notify, stats, conflate=conflate, pacer=pacer)
+        # The transport's hot path, when it has one: takes a frame (and its publish time)
+        # straight to the socket while nothing is queued; False when it must be queued.
+        self.write_now: Callable[[bytes, int], bool] | None = None
         self.subscriptions: dict[str, Subscription] = {}
         now = clock.monotonic()
         self.opened_at = now
@@ -118,11 +121,15 @@ class Connection:
         return self.outbox.closed is not None
 
     def send_event(self, event: Event, frame: bytes, *, replay: bool = False) -> None:
-        """Queue the (shared) frame of a stamped event."""
+        """Queue the (shared) frame of a stamped event, or hand it to the transport's hot
+        path when nothing is queued before it (`write_now`)."""
+        self.last_activity = self.clock.monotonic()
         outbox = self.outbox
         outbox.trace = event.trace
+        write_now = self.write_now
+        if write_now is not None and not replay and write_now(frame, event.ms):
+            return
         outbox.put(frame, key=event.key, tick=event.tick, ms=event.ms, replay=replay)
-        self.last_activity = self.clock.monotonic()
 
     def send_control(self, type_: str, data: dict[str, Any], stream: str | None = None) -> None:
         self.outbox.put(self.codec.control_frame(type_, data, stream))

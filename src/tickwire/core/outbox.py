@@ -107,6 +107,12 @@ class Outbox:
     def __bool__(self) -> bool:
         return self._bytes > 0
 
+    def bypassable(self) -> bool:
+        """Whether a frame may skip the queue (written at once by the transport): open,
+        nothing queued, no tick cap to apply. Order and the rules hold: what is queued
+        always goes first, and an empty queue has nothing to conflate."""
+        return self._bytes == 0 and self.closed is None and self.pacer is None
+
     def put(
         self,
         frame: bytes,

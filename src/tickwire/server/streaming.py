@@ -55,14 +55,18 @@ class Waker:
 
 
 class Flusher:
-    """Flushes every connection that became ready, once per event-loop turn."""
+    """Flushes every connection that became ready, once per event-loop turn.
 
-    __slots__ = ("_loop", "_ready", "_scheduled")
+    `turn` counts its runs: a writer that wrote a frame at once (`Writer.write_now`) queues
+    whatever else comes before the next run, so a burst still coalesces into one write."""
+
+    __slots__ = ("_loop", "_ready", "_scheduled", "turn")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._ready: list[Callable[[], None]] = []
         self._scheduled = False
+        self.turn = 0
 
     def mark(self, flush: Callable[[], None]) -> None:
         self._ready.append(flush)
@@ -70,8 +74,15 @@ class Flusher:
             self._scheduled = True
             self._loop.call_soon(self._run)
 
+    def end_turn_soon(self) -> None:
+        """Make sure the turn ends (`turn` moves on) on the next loop iteration."""
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
     def _run(self) -> None:
         self._scheduled = False
+        self.turn += 1
         ready, self._ready = self._ready, []
         for flush in ready:
             try:

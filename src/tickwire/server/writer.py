@@ -5,6 +5,7 @@ dispatch, writing in the dispatching code: no task is woken per event. The conne
 own task (`run`) sleeps on its timers and wakes only to complete a write that had to
 wait for the socket, to close, or for its timers:
 
+    event, nothing queued ─► write_now ─► driver (at most once per connection per loop turn)
     outbox non-empty ─► notify ─► Flusher (next loop turn) ─► flush: drain outbox ─► driver
                                    driver not writable ──────► wake the task: drain()
     keepalive / idle / credential expiry / tick-cap releases (core/connection.py), WebSocket pings (an extra
@@ -49,6 +50,7 @@ class Writer:
         "_in_drain",
         "_marked",
         "_task",
+        "_turn",
         "clock",
         "compress",
         "conn",
@@ -82,6 +84,7 @@ class Writer:
         self.conn: Connection | None = None
         self._marked = False
         self._in_drain = False
+        self._turn = -1  # the flusher's turn in which `write_now` last wrote
         self._aborted = False
         self._task: asyncio.Task[None] | None = None
 
@@ -90,6 +93,41 @@ class Writer:
         conn.outbox.on_abort = self.abort
         conn.outbox.on_shed = self._shed
         conn.outbox.on_held = self.timers_changed  # a tick waits for the cap: wake at its release
+        if self.compress is None:  # a content coding compresses what is pending as one
+            conn.write_now = self.write_now
+
+    def write_now(self, frame: bytes, ms: int) -> bool:
+        """The hot path: an event's frame for a connection with nothing queued or waiting
+        goes to the driver at once, skipping the outbox and the flusher. At most once per
+        connection per flusher turn: what follows in the same turn is queued behind it and
+        written in one go. False when the frame must be queued instead."""
+        conn = self.conn
+        flusher = self.flusher
+        if (
+            self._turn == flusher.turn
+            or self._marked
+            or self._in_drain
+            or conn is None
+            or not self.driver.writable
+            or not conn.outbox.bypassable()
+        ):
+            return False
+        self._turn = flusher.turn
+        flusher.end_turn_soon()
+        try:
+            written = self.driver.write_frames((frame,)) if self.frames else self.driver.write(frame)
+        except PeerGone:
+            conn.close(CloseReason.CLIENT_GONE)
+            return True
+        except Exception:  # one broken connection must not stop the dispatch to the others
+            log.exception("write failed", extra=self._log_extra())
+            conn.close(CloseReason.CLIENT_GONE)
+            return True
+        conn.outbox.stats.delivered += 1
+        self._wrote(ms)
+        if not written:
+            self.waker.wake()  # the task completes the write that waits
+        return True
 
     def notify(self) -> None:
         """The outbox became non-empty (or closed)."""
@@ -227,6 +265,7 @@ class Writer:
         """Break the connection's reference cycles so that reference counting frees it
         (see server.gcpolicy)."""
         if self.conn is not None:
+            self.conn.write_now = None
             self.conn.outbox.on_abort = None
             self.conn.outbox.on_shed = None
             self.conn.outbox.on_held = None
