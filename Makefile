@@ -9,7 +9,7 @@ JS     := js
 JS_STAMP := $(JS)/node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint typecheck unit bench wireload clean serve js js-build js-test chromium browser fuzz churn
+.PHONY: demo test lint typecheck unit bench wireload clean serve js js-build js-test chromium browser fuzz churn bench-protocol
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ unit: $(STAMP)
 
 # The fuzz and model-based tests with 50 times the examples of `make test` (FUZZ_SCALE=N changes it).
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/fuzz tests/node/test_delivery_model.py
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q --timeout=1800 tests/fuzz tests/node/test_delivery_model.py
 
 # -- the browser SDK (js/): built files are committed in src/tickwire/static/ -----------------------
 
@@ -85,6 +85,11 @@ bench: $(STAMP) wireload
 # The churn soak (BENCHMARKS.md): 60 s, 2,000 clients, 10,000 users; CHURN_ARGS="--duration 10 ..." to change.
 churn: $(STAMP)
 	$(BIN)/python bench/churn.py $(CHURN_ARGS)
+
+# WebSocket ping round trips, and MessagePack vs JSON frames (bench/README.md).
+bench-protocol: $(STAMP)
+	$(BIN)/python bench/ping_latency.py
+	$(BIN)/python bench/binary_frames.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache $(JS)/node_modules $(JS)/dist $(JS)/build

@@ -1,5 +1,6 @@
 """The Redis broker scenarios (`redis*-*`, `pub-redis-*`): 1 or 2 tickwire nodes on one private
-redis-server, one wireload instance per node, their reports merged into one row.
+redis-server, one wireload instance per node, their reports merged into one row; and the
+`workers*` scenarios: one `tickwire serve --workers N` on a private redis-server.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from accounting import CLK_TCK, OtherCpu, process_jiffies
-from procs import CLIENT_CPU, ROOT, Server, free_port, mint_token, tickwire_env, tickwire_server
+from procs import (
+    CLIENT_CPU,
+    ROOT,
+    Server,
+    free_port,
+    mint_token,
+    tickwire_env,
+    tickwire_server,
+    worker_pids,
+)
 from scenarios import BenchError, Result, Scenario, Setup
 from wireload import BODY_TEMPLATE, check_exit, parse_report, time_limit, wireload_argv
 
@@ -154,3 +164,48 @@ def run_instances(
     reports = [parse_report(out) for out, _ in outputs]
     node_cpu = [float(r.get("server_cpu_pct", 0)) for r in reports]
     return merge_reports(reports, node_cpu, redis_pct), other_pct
+
+
+def run_workers(scenario: Scenario, setup: Setup) -> Result:
+    """`tickwire serve --workers N` on one redis-server: the supervisor and its N workers on
+    CPU 0, one wireload on CPU 1 subscribing and publishing through the shared port; the
+    server's CPU is the sum over the supervisor and every worker."""
+    start = time.monotonic()
+    secret = secrets.token_hex(32)
+    with tempfile.TemporaryDirectory(prefix="tickwire-bench-workers-") as workdir:
+        redis = redis_server(free_port(), setup.nice, Path(workdir))
+        port = free_port()
+        env = {
+            **tickwire_env(setup.src, port, secret),
+            "TICKWIRE_BROKER": f"redis://127.0.0.1:{redis.port}/0",
+            "TICKWIRE_WORKERS": str(scenario.nodes),
+        }
+        server: Server | None = None
+        try:
+            redis.wait_tcp_ready()
+            server = tickwire_server(setup, env, port)
+            server.wait_http_ready("/readyz")
+            pids = [server.pid, *(worker_pids(server.pid, scenario.nodes) if scenario.nodes > 1 else [])]
+            token = mint_token(setup, env)
+            base = f"127.0.0.1:{port}"
+            sub = (
+                f"ws://{base}/api/stream/ws?streams=prices"
+                if scenario.proto == "ws"
+                else f"http://{base}/api/stream/prices"
+            )
+            argv = wireload_argv(
+                scenario, sub, f"http://{base}/api/publish", pids[0], setup.duration, setup.nice
+            )
+            for pid in pids[1:]:
+                argv += ["--server-pid", str(pid)]
+            argv += ["--pub-header", f"Authorization: Bearer {token}"]
+            report, other_pct = run_instances([argv], [server], redis, setup)
+            report["cluster_note"] = (
+                f"{scenario.nodes} worker(s) on CPU 0; redis-server {report['redis_cpu_pct']:.0f}%; "
+                f"publish rate {report.get('publish_rate', 0):.0f}/s"
+            )
+        finally:
+            if server is not None:
+                server.stop()
+            redis.stop()
+    return Result(scenario, report, time.monotonic() - start, other_pct)

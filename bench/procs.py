@@ -141,6 +141,17 @@ def tickwire_server(setup: Setup, env: dict[str, str], port: int, cpu: str = SER
     return Server([setup.python, "-m", "tickwire", "serve"], env, port, setup.nice, setup.src, cpu=cpu)
 
 
+def worker_pids(supervisor: int, count: int) -> list[int]:
+    """The pids of the `count` workers of a `tickwire serve --workers` supervisor (its children)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+        if len(children) >= count:
+            return [int(pid) for pid in children]
+        time.sleep(0.1)
+    raise BenchError(f"the supervisor {supervisor} did not start {count} workers")
+
+
 def mint_token(setup: Setup, env: dict[str, str]) -> str:
     done = subprocess.run(
         [setup.python, "-m", "tickwire", "token", "--user", "bench", "--role", "publisher"],

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 
 from accounting import OtherCpu
-from cluster import run_cluster
+from cluster import run_cluster, run_workers
 from procs import (
     CLIENT_CPU,
     ROOT,
@@ -79,6 +79,8 @@ def started(scenario: Scenario, setup: Setup) -> Iterator[tuple[Server, list[str
 def run_scenario(scenario: Scenario, setup: Setup) -> Result:
     if scenario.server == "redis":
         return run_cluster(scenario, setup)
+    if scenario.server == "workers":
+        return run_workers(scenario, setup)
     start = time.monotonic()
     with started(scenario, setup) as (server, extra, sub_url, pub_url):
         argv = wireload_argv(scenario, sub_url, pub_url, server.pid, setup.duration, setup.nice) + extra

@@ -17,7 +17,7 @@ class Scenario:
     conns: int
     rate: int
     proto: str = "sse"  # "sse" or "ws"
-    nodes: int = 0  # server "redis": this many tickwire nodes on one private redis-server
+    nodes: int = 0  # server "redis": this many tickwire nodes ("workers": worker processes)
 
 
 BAR = Scenario("sse-1000x20", "tickwire", 1000, 20)
@@ -34,13 +34,31 @@ REFERENCE_WS = Scenario("ref-ws-1000x20", "ref", 1000, 20, "ws")
 REDIS_FANOUT = tuple(
     Scenario(f"redis{n}-1000x{rate}", "redis", 1000, rate, nodes=n) for n in (1, 2) for rate in (20, 50, 80)
 )
+# `tickwire serve --workers N` on the Redis broker: one port, N processes, all pinned to CPU 0
+# (wireload keeps CPU 1), so what they show is the CPU per delivery of N workers, not N cores.
+WORKERS = tuple(
+    Scenario(f"workers{n}-{proto}-1000x{rate}", "workers", 1000, rate, proto, nodes=n)
+    for n in (1, 2)
+    for proto in ("sse", "ws")
+    for rate in (20, 50)
+)
 # Publish throughput: one subscriber, the POST rate is what is measured (memory vs Redis).
 PUBLISH = tuple(Scenario(f"pub-mem-1x{rate}", "tickwire", 1, rate) for rate in (1000, 2000, 3000)) + tuple(
     Scenario(f"pub-redis-1x{rate}", "redis", 1, rate, nodes=1) for rate in (1000, 2000, 3000)
 )
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
-    for s in (BAR, *LADDER, REFERENCE, REFERENCE_AT_BAR, *WS_LADDER, REFERENCE_WS, *REDIS_FANOUT, *PUBLISH)
+    for s in (
+        BAR,
+        *LADDER,
+        REFERENCE,
+        REFERENCE_AT_BAR,
+        *WS_LADDER,
+        REFERENCE_WS,
+        *REDIS_FANOUT,
+        *WORKERS,
+        *PUBLISH,
+    )
 }
 
 
