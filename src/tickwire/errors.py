@@ -3,6 +3,8 @@
 TickwireError
 ├── ConfigError            invalid configuration (file, env, flags): says which key and why
 ├── PublishError           an event that cannot be published (HTTP 400); nothing was stamped
+├── PayloadError           a payload beyond the bounds: says where and why (core/sanitize.py;
+│                          the pipeline answers it with a PublishError)
 ├── BrokerUnavailable      the broker cannot be reached (HTTP 503; /readyz 503)
 │   ├── PublishOutcomeUnknown  the batch was sent but never answered: it may be stored
 │   └── IngestDuplicate        an ingest entry another node already published
@@ -13,9 +15,22 @@ TickwireError
 ├── DecodeError            a frame that is not one valid message in its encoding
 ├── MalformedId            text that is not an event id this server could have issued
 ├── PeerGone               a client's socket went away (or refuses writes): stop writing
+├── HeadTooLarge           a request head over TICKWIRE_MAX_HEADER_BYTES: stops the parser, answered
+│                          with 431 (drivers/uvicorn_http.py)
 ├── RuleError              an invalid alert rule or scan body (HTTP 400): names the field (domain/rules.py)
+│   ├── RuleLimit          a user's rules at their cap (domain/alert_store.py)
+│   └── ScanExists         a scan id already taken (domain/scan_defs.py)
 ├── ActionFailed           an alert action gave up, e.g. the webhook after its retries (domain/actions.py)
+├── UpstreamError          a provider connection failed; retried with backoff (upstream/model.py)
+│   ├── AuthFailed         the provider refused the credentials: no retry (state `failed`)
+│   ├── Malformed          a provider message outside its protocol: counted and skipped
+│   └── Stale              no message from the provider for `stale_s` (upstream/session.py)
+├── IllegalTransition      an upstream state change its table does not allow: a bug (upstream/state.py)
+├── OrderError             a demo paper order that cannot be carried out (demo/paper.py)
 └── ClientError            the Python client's errors (tickwire.client.errors)
+
+Where a caller would catch a builtin (ValueError, RuntimeError, ConnectionError), the class
+has that builtin as its second base.
 
 Messages are written for the person who must act on them: what is wrong and what to do.
 """

@@ -16,6 +16,8 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from support.servers import ServerProcess
+from tickwire.client import replay as replay_server
+from tickwire.config import Settings
 from tickwire.core.event import Event
 from tickwire.core.ids import Position
 from tickwire.wire.codecs import JSON_CODEC, MSGPACK_CODEC
@@ -130,6 +132,13 @@ def test_poll_bodies_and_refusals(replay: ServerProcess) -> None:
         refused = response.json()
         assert refused["error"] == "Bad Request" and refused["statusCode"] == 400
         assert next(iter(params)) in refused["message"]
+
+
+def test_poll_bounds_are_those_of_a_node_with_default_settings() -> None:
+    """The fixture answers `limit` and `wait` as a node configured by default does."""
+    defaults = Settings.model_validate({})
+    bounds = (replay_server.POLL_DEFAULT_LIMIT, replay_server.POLL_MAX_LIMIT, replay_server.POLL_MAX_WAIT_S)
+    assert bounds == (defaults.poll_default_limit, defaults.poll_max_limit, defaults.poll_max_wait_s)
 
 
 def ws_connect(replay: ServerProcess, subprotocol: str = "tickwire.json") -> ClientConnection:

@@ -41,6 +41,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tickwire.client.events import CONNECTED, RESET
 from tickwire.client.recording import Recorded, Recording, read_recording, write_event
 from tickwire.codes import BAD_REQUEST
+from tickwire.config import Settings
 from tickwire.core.event import iso_timestamp
 from tickwire.errors import DecodeError, ProtocolError, Refused
 from tickwire.server.http import error_body
@@ -76,10 +77,12 @@ __all__ = [
 
 RETRY_MS = 5000
 UNKNOWN_POSITION = "unknown_position"
-# The poll parameters' bounds (SPEC section 7).
-POLL_DEFAULT_LIMIT = 100
-POLL_MAX_LIMIT = 1000
-POLL_MAX_WAIT_S = 30.0
+# The poll parameters' bounds (SPEC section 7): a node's defaults, as `Settings` declares
+# them; the environment is not read, so a fixture answers as a node configured by default.
+_SETTINGS = Settings.model_fields
+POLL_DEFAULT_LIMIT: int = _SETTINGS["poll_default_limit"].default
+POLL_MAX_LIMIT: int = _SETTINGS["poll_max_limit"].default
+POLL_MAX_WAIT_S: float = _SETTINGS["poll_max_wait_s"].default
 USER_ID = "replay"  # who every `auth` is answered as
 
 _CORS = {"Access-Control-Allow-Origin": "*"}

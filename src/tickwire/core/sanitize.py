@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from tickwire.errors import TickwireError
+
 REDACTED = "[REDACTED]"
 # Keys are compared case-insensitively without `_`, `-`, `.` and spaces; a key that is or ends
 # with one of these holds a secret (as providers name them: apiKey, APCA-API-SECRET-KEY,
@@ -57,8 +59,9 @@ def is_secret_key(key: str) -> bool:
     return key.lower().translate(_FOLD).endswith(_SECRET_SUFFIXES)
 
 
-class PayloadError(ValueError):
-    """A payload outside the bounds: the message says where and why."""
+class PayloadError(TickwireError, ValueError):
+    """A payload outside the bounds: the message says where and why (the pipeline answers it
+    with a `PublishError`)."""
 
 
 class PayloadRules:

@@ -52,6 +52,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tickwire.drivers.native import pass_cycle
+from tickwire.errors import TickwireError
 
 log = logging.getLogger("tickwire.uvicorn")
 
@@ -80,7 +81,7 @@ REQUIRED = (
 )
 
 
-class HeadTooLarge(Exception):
+class HeadTooLarge(TickwireError):
     """Raised in the parser's callback to stop parsing a head over the bound."""
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tickwire.errors import TickwireError
+
 PRICE = "price:update"
 TRADE = "trade:new"
 
 
-class UpstreamError(Exception):
+class UpstreamError(TickwireError):
     """The connection to a provider failed; retried with backoff."""
 
 

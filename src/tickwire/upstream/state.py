@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from tickwire.errors import TickwireError
+
 
 class UpstreamState(Enum):
     STANDBY = "standby"
@@ -54,7 +56,7 @@ TRANSITIONS: dict[UpstreamState, frozenset[UpstreamState]] = {
 }
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(TickwireError, RuntimeError):
     """A move the table does not allow: a bug in the connection loop."""
 
 
