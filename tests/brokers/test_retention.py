@@ -12,6 +12,9 @@ from tickwire.brokers.retention import UserRetention
 from tickwire.core.clock import FakeClock
 from tickwire.core.ids import Position
 from tickwire.core.log import TOO_OLD, UNKNOWN_EPOCH
+from tickwire.domain.alert_history import AlertHistory, HistoryReader
+
+WEEK_S = 7 * 86400
 
 
 def retention(clock: FakeClock, max_users: int = 100) -> UserRetention:
@@ -123,3 +126,56 @@ def test_the_cap_evicts_idle_users_and_counts_what_it_holds() -> None:
         assert gone.reset is not None
 
     run(body, max_users=4)
+
+
+async def fire_alert(broker: MemoryBroker, clock: FakeClock, user: str, retention_s: float = WEEK_S) -> None:
+    """An `alert:new` stamped on the user's log, then kept in their alert history, as the
+    pipeline's last processor does."""
+    events = await broker.publish([alert(user, 1)], clock.wall_ms())
+    await AlertHistory(broker, cap=1000, retention_s=retention_s).after(events)
+
+
+async def alert_history(broker: MemoryBroker, clock: FakeClock, user: str) -> list[dict[str, object]]:
+    page, _ = await HistoryReader(broker, clock, retention_s=WEEK_S).page(user, limit=10)
+    return page
+
+
+def test_a_users_alert_history_is_forgotten_with_them_after_the_state_ttl() -> None:
+    async def body(broker: MemoryBroker, clock: FakeClock) -> None:
+        await fire_alert(broker, clock, "u")  # kept a week, but the user goes after an idle hour
+        clock.advance(3599)
+        await broker.maintain()
+        assert [a["message"] for a in await alert_history(broker, clock, "u")] == ["m1"]
+        clock.advance(1)
+        await broker.maintain()
+        assert broker.held_users() == 0
+        assert await alert_history(broker, clock, "u") == []
+        assert len(broker.journals) == 0
+
+    run(body)
+
+
+def test_the_cap_evicts_an_idle_users_alert_history_with_them() -> None:
+    async def body(broker: MemoryBroker, clock: FakeClock) -> None:
+        for user in ("old", "a", "b"):
+            clock.advance(1)
+            await fire_alert(broker, clock, user)
+        await broker.maintain()
+        assert {u for u in ("old", "a", "b") if u in broker.retention} == {"a", "b"}
+        assert await alert_history(broker, clock, "old") == []
+        assert len(await alert_history(broker, clock, "a")) == 1
+        assert len(broker.journals) == 2
+
+    run(body, max_users=2)
+
+
+def test_alert_retention_still_bounds_the_history_of_a_user_who_is_kept() -> None:
+    async def body(broker: MemoryBroker, clock: FakeClock) -> None:
+        broker.connection_opened("u", 1)  # connected: never forgotten
+        await fire_alert(broker, clock, "u", retention_s=60)
+        clock.advance(61)
+        await broker.maintain()
+        assert "u" in broker.retention
+        assert len(broker.journals) == 0
+
+    run(body)

@@ -18,7 +18,7 @@ import redis
 
 from support.redis_server import RedisServer
 from support.sinks import RecordingSink as Sink
-from tickwire.brokers.base import Batch, IndexChange, Publication, StateWrite
+from tickwire.brokers.base import Batch, IndexChange, Publication, Record, StateWrite
 from tickwire.brokers.redis import RedisBroker
 
 # User ids shaped like fixed keys (`seq`: the connection counter `<p>:presence:seq`; `nodes`),
@@ -234,6 +234,32 @@ def test_the_keys_are_the_documented_ones(redis_server: RedisServer) -> None:
             assert client.smembers(f"{p}:node:{{n:1}}:conns") == {b"a:b\tn:1:1"}
             assert client.smembers(f"{p}:index:{{holders:%7BX%7D}}") == {log.encode()}
             assert client.hkeys(f"{prices}:state:prices") == [b"{X}"]  # fields stay as they are
+        finally:
+            client.close()
+            await broker.stop()
+
+    run(body)
+
+
+def test_a_users_journal_expires_no_later_than_their_state(redis_server: RedisServer) -> None:
+    """A user's alert history kept a week goes within the state TTL of its last add, as the
+    user's log does (the embedded broker forgets it with the user); a journal of no user
+    keeps its retention."""
+
+    async def body() -> None:
+        p = f"j{uuid.uuid4().hex[:10]}"
+        broker = RedisBroker(redis_server.url, prefix=p, state_ttl_s=60)
+        await broker.start(Sink())
+        client = redis.Redis(port=redis_server.port)
+        week_ms = 7 * 86_400_000
+        try:
+            record = Record("a1", 1_000, {"message": "m"})
+            await broker.journal_add("alerts:{u}", [record], cap=10, retention_ms=week_ms, user="{u}")
+            await broker.journal_add("shared", [record], cap=10, retention_ms=week_ms)
+            users = [f"{p}:journal:{{alerts:%7Bu%7D}}{suffix}" for suffix in ("", ":r", ":n")]
+            assert all(0 < client.pttl(key) <= 60_000 for key in users)
+            shared = [f"{p}:journal:{{shared}}{suffix}" for suffix in ("", ":r", ":n")]
+            assert all(60_000 < client.pttl(key) <= week_ms for key in shared)
         finally:
             client.close()
             await broker.stop()

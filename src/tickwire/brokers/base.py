@@ -17,9 +17,10 @@ logs it must visit (the holders of a symbol).
 
 Journals (`journal_add`, `journal_page`...) are bounded lists of records kept apart from the
 logs, for what must outlive a log's buffer and its TTL (a user's alert history): newest
-first, paged by record id, bounded by count and age. Leases (`lease`, `release`) let one
-node at a time do something for the whole cluster (run a scan); a broker of one process
-grants them the same way.
+first, paged by record id, bounded by count and age. A journal of a user is part of what is
+kept of them: it goes with their state (`journal_add(user=...)`). Leases (`lease`,
+`release`) let one node at a time do something for the whole cluster (run a scan); a broker
+of one process grants them the same way.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "Snapshot",
     "StateWrite",
     "Stored",
+    "journal_ttl_ms",
 ]
 
 
@@ -119,6 +121,14 @@ class Record:
     id: str
     ms: int
     value: dict[str, Any]
+
+
+def journal_ttl_ms(retention_ms: int, state_ttl_ms: int) -> int:
+    """How long a journal is kept after its last add (0: no bound): its retention, and for a
+    user's journal (`state_ttl_ms` > 0) no longer than their state, so a user who is
+    forgotten leaves nothing behind."""
+    bounds = [ms for ms in (retention_ms, state_ttl_ms) if ms > 0]
+    return min(bounds) if bounds else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,12 +212,20 @@ class Broker(ABC):
 
     @abstractmethod
     async def journal_add(
-        self, journal: str, records: Sequence[Record], *, cap: int, retention_ms: int
+        self,
+        journal: str,
+        records: Sequence[Record],
+        *,
+        cap: int,
+        retention_ms: int,
+        user: str | None = None,
     ) -> None:
         """Add `records` (oldest first) after the journal's newest; a record whose id is in
         the journal already gets the new value and keeps its place. Then the oldest records
         beyond `cap` go, and those added more than `retention_ms` before the newest one; a
-        journal nothing was added to for `retention_ms` goes entirely."""
+        journal nothing was added to for `retention_ms` goes entirely. The journal of a
+        `user` (their alert history) also goes when the user is forgotten, and at the latest
+        the state TTL after its last add (`journal_ttl_ms`)."""
 
     @abstractmethod
     async def journal_patch(self, journal: str, record_id: str, fields: dict[str, Any]) -> Record | None:

@@ -2,7 +2,8 @@
 
 A journal is an ordered dict of records, oldest first, bounded by count and age when
 records are added and swept by `expire` (the broker's upkeep) once nothing was added for its
-retention. A lease is a holder and an expiry on the broker's clock.
+`keep_ms` (its retention, shorter for a user's journal: base.journal_ttl_ms); `drop` removes
+one at once (a forgotten user's). A lease is a holder and an expiry on the broker's clock.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tickwire.core.clock import Clock
 @dataclass(slots=True)
 class _Journal:
     records: OrderedDict[str, Record] = field(default_factory=OrderedDict)
-    retention_ms: int = 0
+    keep_ms: int = 0  # how long it is kept after its last add (0: no bound)
     added_at: int = 0  # wall ms of the last add
 
 
@@ -32,11 +33,13 @@ class MemoryJournals:
     def __len__(self) -> int:
         return len(self._journals)
 
-    def add(self, name: str, records: Sequence[Record], cap: int, retention_ms: int) -> None:
+    def add(
+        self, name: str, records: Sequence[Record], cap: int, retention_ms: int, keep_ms: int | None = None
+    ) -> None:
         if not records:
             return
         journal = self._journals.setdefault(name, _Journal())
-        journal.retention_ms = retention_ms
+        journal.keep_ms = retention_ms if keep_ms is None else keep_ms
         journal.added_at = self.clock.wall_ms()
         kept = journal.records
         newest = 0
@@ -84,10 +87,13 @@ class MemoryJournals:
                     break
         return out
 
+    def drop(self, name: str) -> None:
+        self._journals.pop(name, None)
+
     def expire(self) -> None:
-        """Drop the journals nothing was added to for their retention."""
+        """Drop the journals nothing was added to for their `keep_ms`."""
         now = self.clock.wall_ms()
-        for name in [n for n, j in self._journals.items() if 0 < j.retention_ms < now - j.added_at]:
+        for name in [n for n, j in self._journals.items() if 0 < j.keep_ms < now - j.added_at]:
             del self._journals[name]
         mono = self.clock.monotonic()
         for lease in [n for n, (_, until) in self._leases.items() if until <= mono]:

@@ -5,8 +5,8 @@ packs the epoch with the log's counters) and a log created again (another proces
 after it was forgotten) can never be mistaken for the old one: a client resuming with an
 old id gets an explicit reset.
 
-Users are kept as long as retention.py says (buffer TTL, state TTL, a cap), so memory
-stays bounded however many distinct users a process sees.
+Users are kept as long as retention.py says (buffer TTL, state TTL, a cap), their alert
+history included, so memory stays bounded however many distinct users a process sees.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tickwire.brokers.base import (
     Record,
     Snapshot,
     Stored,
+    journal_ttl_ms,
 )
 from tickwire.brokers.journals import MemoryJournals
 from tickwire.brokers.retention import UserRetention
@@ -73,6 +74,7 @@ class MemoryBroker(Broker):
         self._owned: dict[str, set[str]] = {}  # user -> strategies they own
         self._index: dict[str, set[str]] = {}
         self._indexed: dict[str, set[str]] = {}  # member -> indexes holding it
+        self._journals_of: dict[str, set[str]] = {}  # user -> their journals (alert history)
         self._sink: BrokerSink | None = None
         self.buffered = 0  # log events held in history, over every log
 
@@ -219,9 +221,21 @@ class MemoryBroker(Broker):
     # -- journals and leases (journals.py) ---------------------------------------------------
 
     async def journal_add(
-        self, journal: str, records: Sequence[Record], *, cap: int, retention_ms: int
+        self,
+        journal: str,
+        records: Sequence[Record],
+        *,
+        cap: int,
+        retention_ms: int,
+        user: str | None = None,
     ) -> None:
-        self.journals.add(journal, records, cap, retention_ms)
+        if user is None or not records:
+            self.journals.add(journal, records, cap, retention_ms)
+            return
+        self.retention.touch(user)  # a tracked user: the journal goes when they do
+        self._journals_of.setdefault(user, set()).add(journal)
+        keep_ms = journal_ttl_ms(retention_ms, int(self.retention.state_ttl_s * 1000))
+        self.journals.add(journal, records, cap, retention_ms, keep_ms)
 
     async def journal_patch(self, journal: str, record_id: str, fields: dict[str, Any]) -> Record | None:
         return self.journals.patch(journal, record_id, fields)
@@ -265,7 +279,8 @@ class MemoryBroker(Broker):
             self._forget_user(user)
 
     def _forget_user(self, user: str) -> None:
-        """Everything of a user: their next event starts a new log with a new epoch."""
+        """Everything of a user, their alert history included: their next event starts a new
+        log with a new epoch."""
         log = user_log(user)
         event_log = self._logs.pop(log, None)
         if event_log is not None:
@@ -276,6 +291,8 @@ class MemoryBroker(Broker):
             self._strategies.pop(strategy, None)
         for index in list(self._indexed.get(log, ())):
             self._reindex(index, log, False)
+        for journal in self._journals_of.pop(user, ()):
+            self.journals.drop(journal)
 
     def held_users(self) -> int:
         return len(self.retention)

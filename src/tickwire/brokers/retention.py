@@ -4,10 +4,11 @@ TICKWIRE_STATE_TTL_S, TICKWIRE_MAX_USERS): the rules, on an injected clock, with
 - A user is *tracked* from their first event (or read) until forgotten; *active* while
   some node connection of theirs is open; *idle* otherwise.
 - History goes `buffer_ttl_s` after their last connection closed.
-- Everything of the user (history, keyed state, processor state, the log and its epoch)
-  goes after `state_ttl_s` idle without an event: their next event starts a new epoch, so
+- Everything of the user (history, keyed state, processor state, alert history, the log
+  and its epoch) goes after `state_ttl_s` idle without an event: their next event starts a new epoch, so
   an old id gets `stream:reset`, never a silent gap.
-- Over `max_users` tracked users, the least recently active idle ones go first.
+- Over `max_users` tracked users, the least recently active idle ones go first (all of
+  them, as above).
 """
 
 from __future__ import annotations

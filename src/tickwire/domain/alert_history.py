@@ -1,7 +1,8 @@
 """Alert history (SPEC 13): every `alert:new` of a user, kept in a broker journal
 `alerts:{user}` beyond the 100-event stream buffer and its TTL: at most `cap` (1,000) per
-user, for `retention_s` (TICKWIRE_ALERT_RETENTION_S, 7 days). With Redis it is in Redis, so
-it survives node restarts and every node reads it.
+user, for `retention_s` (TICKWIRE_ALERT_RETENTION_S, 7 days). It is the user's: it goes when
+the broker forgets them (TICKWIRE_STATE_TTL_S idle, TICKWIRE_MAX_USERS). With Redis it is in
+Redis, so it survives node restarts and every node reads it.
 
 `AlertHistory` is the last processor of the pipeline: it sees every stamped event, those of
 published batches and the follow-ups of the processors before it, so the rule engine's
@@ -100,7 +101,7 @@ class AlertHistory(BaseProcessor):
         try:
             for user, records in adds.items():
                 await self.broker.journal_add(
-                    journal(user), records, cap=self.cap, retention_ms=self.retention_ms
+                    journal(user), records, cap=self.cap, retention_ms=self.retention_ms, user=user
                 )
             for user, data in acks:
                 await self._acked(user, data)

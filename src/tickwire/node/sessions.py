@@ -215,4 +215,6 @@ class Sessions:
 
 
 def _extra(conn: Connection) -> dict[str, Any]:
+    """The ids of a connection the per-user cap closed. Admitting a connection involves no
+    publish, so these lines carry no `publish_correlation_id` (README, "Following an order")."""
     return {"client_id": conn.client_id, "user": conn.user, "correlation_id": conn.correlation_id}

@@ -1,10 +1,11 @@
 -- tickwire journals: bounded lists of records, newest first, paged by record id (brokers/base.py).
 -- Keys of journal J: `<p>:journal:{J}` a sorted set (record id, scored by its insertion
 -- number), `<p>:journal:{J}:r` a hash (record id -> "ms<TAB>JSON"), `<p>:journal:{J}:n` the
--- insertion counter. All three expire `retention` ms after the last add.
+-- insertion counter. All three expire `ttl` ms after the last add (the retention; no longer
+-- than the state TTL for a user's journal: brokers/base.py `journal_ttl_ms`).
 --
 -- ARGV: prefix, op, journal, then per op:
---   add    cap, retention_ms, count, count x (id, ms, JSON)           -> 1
+--   add    cap, retention_ms, ttl_ms, count, count x (id, ms, JSON)   -> 1
 --   patch  id, JSON object of the fields to set                        -> {ms, JSON} or nil
 --   get    id                                                          -> "ms<TAB>JSON" or nil
 --   page   before ("" = newest), limit, since_ms                       -> flat id, "ms<TAB>JSON", ...
@@ -24,10 +25,10 @@ local function drop(id)
 end
 
 if op == 'add' then
-  local cap, retention, count = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local cap, retention, ttl, count = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
   local newest = 0
   for i = 0, count - 1 do
-    local id, ms, json = ARGV[7 + 3 * i], ARGV[8 + 3 * i], ARGV[9 + 3 * i]
+    local id, ms, json = ARGV[8 + 3 * i], ARGV[9 + 3 * i], ARGV[10 + 3 * i]
     if redis.call('HEXISTS', hk, id) == 0 then
       redis.call('ZADD', zk, redis.call('INCR', nk), id)
     end
@@ -55,8 +56,10 @@ if op == 'add' then
       end
       drop(oldest)
     end
+  end
+  if ttl > 0 then
     for _, key in ipairs({ zk, hk, nk }) do
-      redis.call('PEXPIRE', key, retention)
+      redis.call('PEXPIRE', key, ttl)
     end
   end
   return 1

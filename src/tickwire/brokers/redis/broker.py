@@ -33,6 +33,7 @@ from tickwire.brokers.base import (
     Record,
     Snapshot,
     Stored,
+    journal_ttl_ms,
 )
 from tickwire.brokers.redis.delivery import Delivery
 from tickwire.brokers.redis.ingest import Ingest
@@ -89,6 +90,7 @@ class RedisBroker(Broker):
         self.tasks = Tasks()
         kinds = ",".join(STATE_KINDS)
         buffer_ttl_ms, state_ttl_ms = int(buffer_ttl_s * 1000), int(state_ttl_s * 1000)
+        self.state_ttl_ms = state_ttl_ms
         clock = clock or SystemClock()
         self.reader = Reader(self.link, kinds=kinds, state_ttl_ms=state_ttl_ms)
         self.subscription = Subscription(
@@ -227,9 +229,16 @@ class RedisBroker(Broker):
     # -- journals and leases (records.py) --------------------------------------------
 
     async def journal_add(
-        self, journal: str, records: Sequence[Record], *, cap: int, retention_ms: int
+        self,
+        journal: str,
+        records: Sequence[Record],
+        *,
+        cap: int,
+        retention_ms: int,
+        user: str | None = None,
     ) -> None:
-        await self.records.add(journal, records, cap, retention_ms)
+        ttl_ms = journal_ttl_ms(retention_ms, self.state_ttl_ms if user is not None else 0)
+        await self.records.add(journal, records, cap, retention_ms, ttl_ms)
 
     async def journal_patch(self, journal: str, record_id: str, fields: dict[str, Any]) -> Record | None:
         return await self.records.patch(journal, record_id, fields)

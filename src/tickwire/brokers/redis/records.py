@@ -35,13 +35,16 @@ class Records:
         except (RedisError, OSError) as exc:
             raise self._link.unavailable(exc) from None
 
-    async def add(self, journal: str, records: Sequence[Record], cap: int, retention_ms: int) -> None:
+    async def add(
+        self, journal: str, records: Sequence[Record], cap: int, retention_ms: int, ttl_ms: int
+    ) -> None:
+        """`ttl_ms`: the journal's keys expire that long after this add (0: they are kept)."""
         if not records:
             return
         flat: list[Any] = []
         for r in records:
             flat += [r.id, r.ms, orjson.dumps(r.value)]
-        await self._journal("add", journal, cap, retention_ms, len(records), *flat)
+        await self._journal("add", journal, cap, retention_ms, ttl_ms, len(records), *flat)
 
     async def patch(self, journal: str, record_id: str, fields: dict[str, Any]) -> Record | None:
         reply = await self._journal("patch", journal, record_id, orjson.dumps(fields))
