@@ -62,6 +62,8 @@ def test_env_lists_are_comma_separated() -> None:
         ({"TICKWIRE_PORT": "eighty"}, "TICKWIRE_PORT"),
         ({"TICKWIRE_PORT": "70000"}, "TICKWIRE_PORT"),
         ({"TICKWIRE_THROTTLE_MS": "-1"}, "TICKWIRE_THROTTLE_MS"),
+        ({"TICKWIRE_BODY_TIMEOUT_S": "0"}, "TICKWIRE_BODY_TIMEOUT_S"),
+        ({"TICKWIRE_BODY_TIMEOUT_S": "soon"}, "TICKWIRE_BODY_TIMEOUT_S"),
         ({"TICKWIRE_BROKER": "kafka://x"}, "redis://"),
         ({"TICKWIRE_SECRET": "short"}, "at least 32 bytes"),
         ({"TICKWIRE_DEMO": "maybe"}, "TICKWIRE_DEMO"),
@@ -73,6 +75,13 @@ def test_invalid_values_name_the_setting(env: dict[str, str], message: str) -> N
         load_settings(env={"TICKWIRE_SECRET": SECRET, **env})
     assert message in str(err.value)
     assert "short" not in str(err.value) or "TICKWIRE_SECRET" in str(err.value)
+
+
+def test_the_body_timeout_is_ten_seconds_by_default() -> None:
+    assert load_settings(env={"TICKWIRE_SECRET": SECRET}).body_timeout_s == 10
+    assert (
+        load_settings(env={"TICKWIRE_SECRET": SECRET, "TICKWIRE_BODY_TIMEOUT_S": "0.5"}).body_timeout_s == 0.5
+    )
 
 
 def test_a_secret_is_required_outside_demo_mode_and_generated_in_it() -> None:

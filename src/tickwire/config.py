@@ -98,6 +98,13 @@ class Settings(BaseModel):
         description="a connection that has not sent a complete request head this long after it opened "
         "(or after the first byte of its next request) is closed",
     )
+    body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="a request body not received in full this long after the server starts reading it "
+        "gets 408 (then the connection closes), so a client cannot hold a request open by sending slowly",
+    )
     max_conns_per_ip: int = Field(
         1000,
         ge=0,

@@ -41,6 +41,11 @@ class Metrics:
         self.resets = Counter(
             "tickwire_resets", "Resumes answered with stream:reset", ["reason"], registry=self.registry
         )
+        self.delivery_failures = Counter(
+            "tickwire_delivery_failures",
+            "Events whose delivery on this node failed (a fault, logged); the publish and other events go on",
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "tickwire_requests_rejected", "Requests refused", ["reason"], registry=self.registry
         )

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, TypeVar
+
+import orjson
+import pytest
 
 from support.nodes import connection
 from support.nodes import run_node as run
@@ -13,6 +17,7 @@ from tickwire.core.connection import Connection
 from tickwire.core.streams import ANONYMOUS, Principal, Stream
 from tickwire.domain.catalog import resolve_stream
 from tickwire.node import Node
+from tickwire.node.reader import ENCODER_MAX_DEPTH
 from tickwire.pipeline import PublishRequest
 from tickwire.wire.poll import poll_body
 from tickwire.wire.sse import SSEParser
@@ -28,7 +33,8 @@ def events(conn: Connection) -> list[tuple[str, Any]]:
 async def poll(node: Node, stream: Stream, after: str | None, limit: int, wait: float) -> dict[str, Any]:
     start = await node.reader.poll(stream, after, wait)
     reason = start.reset.reason if start.reset is not None else None
-    return poll_body(start.events[:limit], after, recovered=start.recovered, reason=reason)
+    body = poll_body(start.events[:limit], after, recovered=start.recovered, reason=reason)
+    return orjson.loads(orjson.dumps(body))  # as the poll endpoint encodes it
 
 
 def alert(user: str, i: int) -> PublishRequest:
@@ -152,6 +158,65 @@ def test_a_state_entry_that_cannot_be_encoded_is_left_out_of_snapshots_not_the_r
     run(body)
 
 
+def test_the_encoder_depth_the_reader_allows_for_is_orjsons() -> None:
+    orjson.dumps(_deep(ENCODER_MAX_DEPTH))
+    with pytest.raises(orjson.JSONEncodeError):
+        orjson.dumps(_deep(ENCODER_MAX_DEPTH + 1))
+
+
+def _left_out_ids(caplog: pytest.LogCaptureFixture) -> set[Any]:
+    return {getattr(r, "entry_id", None) or getattr(r, "event_id", None) for r in caplog.records}
+
+
+def test_a_state_entry_too_deep_once_in_its_snapshot_is_left_out_not_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def body(node: Node, clock: FakeClock) -> None:
+        await node.publish([PublishRequest("order:update", {"orderId": "ok", "symbol": "A"}, "u")])
+        # Kept before payloads were bounded: 253 levels encode alone, not inside the
+        # snapshot's payload (`{"orders":[...]}`) nor a poll body around that.
+        entry = {"orderId": "deep", "x": _deep(252)}
+        await node.broker.publish(
+            [Publication("order:update", entry, "user:u", state=("orders", "deep"))], clock.wall_ms()
+        )
+        orders = resolve_stream("orders", {}, Principal("u"))
+        conn = connection(node, "u")
+        node.sessions.register(conn)
+        await node.sessions.attach(conn, orders, None)
+        ((kind, snapshot),) = events(conn)
+        assert kind == "order:update" and [o["orderId"] for o in snapshot["orders"]] == ["ok"]
+        polled = await poll(node, orders, None, 10, 0)
+        assert [o["orderId"] for o in polled["events"][0]["data"]["orders"]] == ["ok"]
+
+    with caplog.at_level(logging.ERROR, logger="tickwire.node"):
+        run(body)
+    assert "deep" in _left_out_ids(caplog)
+
+
+def test_an_event_too_deep_once_in_a_poll_body_is_left_out_not_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def body(node: Node, clock: FakeClock) -> None:
+        (first,) = await node.publish([alert("u", 1)])
+        # Kept before payloads were bounded: 252 levels encode alone (an SSE or WebSocket
+        # frame holds them as they are), not inside `{"events":[{"data":...}]}`.
+        (deep,) = await node.broker.publish(
+            [Publication("alert:new", {"message": "deep", "x": _deep(251)}, "user:u")], clock.wall_ms()
+        )
+        await node.publish([alert("u", 3)])
+        stream = resolve_stream("alerts", {}, Principal("u"))
+        fresh = await poll(node, stream, None, 10, 0)
+        assert [e["data"]["message"] for e in fresh["events"]] == ["m1", "m3"]
+        resumed = await poll(node, stream, first, 10, 0)
+        assert resumed["recovered"] is True
+        assert [e["data"]["message"] for e in resumed["events"]] == ["m3"]
+        return deep.id
+
+    with caplog.at_level(logging.ERROR, logger="tickwire.node"):
+        deep_id = run(body)
+    assert deep_id in _left_out_ids(caplog)
+
+
 def test_a_failing_dispatch_costs_that_event_only_never_the_rest_of_its_batch() -> None:
     async def body(node: Node, clock: FakeClock) -> None:
         conn = connection(node, "u")
@@ -169,5 +234,6 @@ def test_a_failing_dispatch_costs_that_event_only_never_the_rest_of_its_batch() 
         ids = await node.publish([alert("u", 1), alert("u", 2), alert("u", 3)])
         assert len(ids) == 3
         assert [d["message"] for _, d in events(conn)] == ["m1", "m3"]
+        assert b"tickwire_delivery_failures_total 1.0" in node.metrics.render()
 
     run(body)

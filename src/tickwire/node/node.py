@@ -107,7 +107,7 @@ class Node:
             connect_rate=settings.connect_rate,
             spawn=self.spawn,
         )
-        self.sink = NodeSink(self.hub, self.reader, self.sessions)
+        self.sink = NodeSink(self.hub, self.reader, self.sessions, metrics)
         self.sink.observers.append(alerting.engine.observe)
         self.sessions.item_logs["scans"] = alerting.scans.stream_log
         self.housekeeping = Housekeeping(self.hub, self.pipeline, broker, clock, settings.throttle_s)

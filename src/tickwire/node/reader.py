@@ -37,16 +37,25 @@ import orjson
 
 from tickwire.brokers.base import Broker, History
 from tickwire.core.clock import Clock
-from tickwire.core.event import USER_LOG_PREFIX, Event
+from tickwire.core.event import USER_LOG_PREFIX, Event, iso_timestamp
 from tickwire.core.ids import Position, parse_id
 from tickwire.core.log import MALFORMED, Reset
-from tickwire.core.streams import Stream
+from tickwire.core.streams import SnapshotPart, Stream
+from tickwire.domain.catalog import EVENT_TYPES
 from tickwire.errors import MalformedId
 from tickwire.metrics import Metrics
 
 # How late (beyond its window) the hub's throttle may fan a tick out, and how far the clocks
 # of the nodes that stamp a log may disagree: the timer's lag under load, NTP's skew.
 LATE_MARGIN_MS = 1000
+
+# The deepest nesting of objects and lists orjson encodes (its recursion limit refuses one more).
+ENCODER_MAX_DEPTH = 254
+# The levels the poll body puts around an event's payload (`{"events":[{"data":...}]}`): the
+# deepest an event goes out at (SSE and WebSocket frames hold the payload's own JSON as it is).
+POLL_WRAPPING = 3
+# The field keying each kind of keyed state (`orders`: `orderId`), to name a left-out entry.
+STATE_KEYS = {t.state[0]: t.state[1] for t in EVENT_TYPES.values() if t.state is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +149,14 @@ class StreamReader:
             ]
 
         events = parts(snap.states)
-        if not all(encodes(e) for e in events):  # kept before payloads were bounded
+        if not all(_deliverable(e) for e in events):  # entries kept before payloads were bounded
+            ts = iso_timestamp(ms)
             events = parts(
                 {
-                    kind: [v for v in values if encodes_value(v, stream.log)]
-                    for kind, values in snap.states.items()
+                    part.kind: [
+                        v for v in snap.states.get(part.kind, []) if entry_encodes(part, v, ts, stream.log)
+                    ]
+                    for part in stream.definition.snapshot
                 }
             )
         return Start(events, snap.end)
@@ -201,20 +213,51 @@ def _order(event: Event) -> tuple[int, int]:
 
 
 def encodes(event: Event) -> bool:
-    """Whether the event can be put on the wire (its JSON is kept for delivery); one that
-    cannot (stored before payloads were bounded) is left out and logged, never the stream."""
+    """Whether the event can be put on the wire in every form (its JSON is kept for delivery);
+    one that cannot (stored before payloads were bounded) is left out and logged, never the
+    stream."""
+    if _deliverable(event):
+        return True
+    log.error("event left out: it cannot be encoded", extra={"event_id": event.id, "type": event.type})
+    return False
+
+
+def entry_encodes(part: SnapshotPart, value: dict[str, Any], ts: str, log_name: str) -> bool:
+    """Whether a snapshot entry can be put on the wire at the depth it goes out at: in its
+    part's payload (tried with that entry alone), in a poll body. One that cannot is left out
+    and logged with its key."""
+    _, data = part.build([value], ts)
     try:
-        event.json  # noqa: B018 - encoded once, cached on the event
+        _check_encodes(data, orjson.dumps(data), POLL_WRAPPING)
     except (TypeError, ValueError):
-        log.error("event left out: it cannot be encoded", extra={"event_id": event.id, "type": event.type})
+        key = value.get(STATE_KEYS.get(part.kind, ""))
+        log.error(
+            "snapshot entry left out: it cannot be encoded",
+            extra={
+                "log": log_name,
+                "kind": part.kind,
+                "entry_id": key if isinstance(key, str | int) else None,
+            },
+        )
         return False
     return True
 
 
-def encodes_value(value: dict[str, Any], log_name: str) -> bool:
+def _deliverable(event: Event) -> bool:
     try:
-        orjson.dumps(value)
+        _check_encodes(event.data, event.json, POLL_WRAPPING)  # event.json: encoded once, cached
     except (TypeError, ValueError):
-        log.error("snapshot entry left out: it cannot be encoded", extra={"log": log_name})
         return False
     return True
+
+
+def _check_encodes(data: Any, encoded: bytes, levels: int) -> None:
+    """Raise (as orjson does) when `data`, encoded alone as `encoded`, cannot be encoded
+    `levels` deeper. Payloads are never nested deeper than they have brackets, so counting
+    them settles almost every one without encoding it again."""
+    if encoded.count(b"{") + encoded.count(b"[") + levels <= ENCODER_MAX_DEPTH:
+        return
+    wrapped = data
+    for _ in range(levels):
+        wrapped = [wrapped]
+    orjson.dumps(wrapped)

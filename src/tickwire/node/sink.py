@@ -9,6 +9,7 @@ from typing import Any
 
 from tickwire.core.event import Event
 from tickwire.core.hub import Hub
+from tickwire.metrics import Metrics
 from tickwire.node.reader import StreamReader
 from tickwire.node.sessions import Sessions
 
@@ -18,10 +19,11 @@ log = logging.getLogger("tickwire.node")
 class NodeSink:
     """Implements `brokers.base.BrokerSink` for one node."""
 
-    def __init__(self, hub: Hub, reader: StreamReader, sessions: Sessions) -> None:
+    def __init__(self, hub: Hub, reader: StreamReader, sessions: Sessions, metrics: Metrics) -> None:
         self.hub = hub
         self.reader = reader
         self.sessions = sessions
+        self.metrics = metrics
         # Called with every event this node delivers, whichever node published it (the alert
         # engine's windows); each must be cheap.
         self.observers: list[Callable[[Event], None]] = []
@@ -32,6 +34,7 @@ class NodeSink:
             for observe in self.observers:
                 observe(event)
         except Exception:  # a bug must cost this event's delivery at most, never the publish
+            self.metrics.delivery_failures.inc()
             log.exception(
                 "delivery failed",
                 extra={"event_id": event.id, "type": event.type, "publish_correlation_id": event.trace},

@@ -127,16 +127,32 @@ def too_large_message(limit: int) -> str:
     return f"Body too large: at most {limit} bytes"
 
 
+def body_timeout_message(timeout_s: float) -> str:
+    return f"Body not received in time: send it whole within {timeout_s:g} s"
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body; `Refused(413)` as soon as its Content-Length or the bytes received
     pass `limit` (`error_response` then discards the rest), `Refused(400)` for a malformed
-    Content-Length; `ClientDisconnect` when the client goes away."""
+    Content-Length, `Refused(408)` when it has not all arrived within TICKWIRE_BODY_TIMEOUT_S
+    (a client sending slowly would hold the request open); `ClientDisconnect` when the
+    client goes away."""
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
             raise Refused(400, "Content-Length must be a number")
         if int(length) > limit:
             raise Refused(413, too_large_message(limit))
+    settings: Settings = request.app.state.settings
+    timeout_s = settings.body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _receive_body(request, limit)
+    except TimeoutError:
+        raise Refused(408, body_timeout_message(timeout_s)) from None
+
+
+async def _receive_body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
