@@ -6,6 +6,7 @@ public documentation describes it; see the adapters' docstrings), with fault inj
     silence()       open sockets stop being read and written (pings go unanswered)
     slow_s          a delay before every answer
     send_raw(..)    anything to every client: malformed and oversized messages
+    send_error(..)  the provider's own error message (a non-fatal one) to every client
 
 Each fake records what clients sent (`received`), the symbols each subscribe and
 unsubscribe message named (`subscribes`, `unsubscribes`: one list per message, so batching
@@ -190,6 +191,9 @@ class FakeProvider:
     async def push(self, symbol: str, price: float, **extra: Any) -> None:
         raise NotImplementedError
 
+    async def send_error(self, text: str) -> None:
+        raise NotImplementedError
+
     async def rest(self, request: HttpRequest) -> tuple[int, Any]:
         return 404, {"error": "not found"}
 
@@ -272,6 +276,9 @@ class FinnhubFake(FakeProvider):
 
     async def ping(self) -> None:
         await self.send_json({"type": "ping"})
+
+    async def send_error(self, text: str) -> None:
+        await self.send_json({"type": "error", "msg": text})
 
     async def rest(self, request: HttpRequest) -> tuple[int, Any]:
         if request.headers.get("x-finnhub-token") != self.token:
@@ -422,6 +429,9 @@ class BirdeyeFake(FakeProvider):
         for ws in self.holders(symbol):
             await self.send_json({"type": "PRICE_DATA", "data": data}, ws)
 
+    async def send_error(self, text: str) -> None:
+        await self.send_json({"type": "ERROR", "data": {"message": text}})
+
     async def rest(self, request: HttpRequest) -> tuple[int, Any]:
         if request.headers.get("x-api-key") != self.token:
             return 401, {"success": False, "message": "Unauthorized"}
@@ -442,13 +452,17 @@ class HeliusFake(FakeProvider):
         self.next_sub = 4743323479349712
         self.subs: dict[int, tuple[ServerConnection, list[str]]] = {}
         self.signatures: dict[str, list[dict[str, Any]]] = {}
+        self.refuse_subscribes: str | None = None  # answer transactionSubscribe with this error
 
     def authorized(self, request: Request) -> bool:
         return query(request).get("api-key") == [self.token]
 
     async def on_message(self, ws: ServerConnection, message: Any) -> None:
         method, request_id = message.get("method"), message.get("id")
-        if method == "transactionSubscribe":
+        if method == "transactionSubscribe" and self.refuse_subscribes is not None:
+            error = {"code": -32602, "message": self.refuse_subscribes}
+            await self.send_json({"jsonrpc": "2.0", "error": error, "id": request_id}, ws)
+        elif method == "transactionSubscribe":
             accounts = message["params"][0]["accountInclude"]
             self.subscribes.append(list(accounts))
             self.next_sub += 1
@@ -482,6 +496,10 @@ class HeliusFake(FakeProvider):
                     "params": {"subscription": sub_id, "result": result},
                 }
                 await self.send_json(note, ws)
+
+    async def send_error(self, text: str) -> None:
+        """A JSON-RPC error without a request id (as for a request it could not parse)."""
+        await self.send_json({"jsonrpc": "2.0", "error": {"code": -32602, "message": text}, "id": None})
 
     async def rest(self, request: HttpRequest) -> tuple[int, Any]:
         if request.query.get("api-key") != [self.token]:

@@ -1,20 +1,29 @@
 """An in-process node with upstreams, its time moved by hand, and readers that subscribe
-through the hub as SSE connections do (their outbox parsed as SSE)."""
+through the hub as SSE connections do (their outbox parsed as SSE); `serving` puts the
+node's HTTP endpoints on a real socket (for polls); `core_node` is a tickwire node to
+connect a `tickwire` upstream to."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import uvicorn
+
 from support.manual_time import ManualTime
 from support.upstream_fakes import FakeProvider
+from support.waiting import until
+from tickwire.cli import uvicorn_config
 from tickwire.config import load_settings
 from tickwire.core.connection import Connection
 from tickwire.core.streams import ANONYMOUS
 from tickwire.domain.catalog import resolve_stream
 from tickwire.node import Node
+from tickwire.server.app import create_app
 from tickwire.upstream.connection import UpstreamConnection
 from tickwire.wire.sse import SSECodec, SSEEvent, SSEParser
 
@@ -95,6 +104,41 @@ async def running_node(
     await node.start()
     try:
         yield node, Readers(node)
+    finally:
+        await node.stop()
+
+
+@asynccontextmanager
+async def serving(node: Node) -> AsyncIterator[str]:
+    """`node`'s HTTP endpoints on a free port, in-process (uvicorn, as `tickwire serve`
+    runs them); yields the base URL. The node is started and stopped by its owner."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    app = create_app(node=node)
+    config = uvicorn_config(app, node.settings)
+    config.lifespan = "off"
+    server = uvicorn.Server(config)
+    served = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await until(lambda: server.started or served.done())
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        await app.state.close_connections()  # as `tickwire serve` shuts down (long-polls answer)
+        server.should_exit = True
+        await served
+        sock.close()
+
+
+@asynccontextmanager
+async def core_node() -> AsyncIterator[tuple[Node, str]]:
+    """Another tickwire node, in real time, its endpoints on a real socket: the core a
+    `tickwire` upstream connects to; yields it and its base URL."""
+    config = load_settings(env={}, overrides={"secret": SECRET, "throttle_ms": 0, "connect_rate": 0})
+    node = Node(config)
+    await node.start()
+    try:
+        async with serving(node) as url:
+            yield node, url
     finally:
         await node.stop()
 

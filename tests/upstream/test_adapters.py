@@ -249,6 +249,15 @@ def test_tickwire_resumes_relayed_streams_and_reads_snapshots_and_deltas() -> No
         a.parse(b"\xc1", 0)
 
 
+def test_tickwire_sends_its_token_first_and_subscribes_once_the_core_authenticated_it() -> None:
+    a = adapter("tickwire", options={"streams": ["agents"]})
+    assert a.wait_ready and "Authorization" not in a.connect().headers
+    auth, streams = sent(a.on_open())
+    assert auth == {"type": "auth", "token": "k3y"} and streams["streams"] == [{"stream": "agents"}]
+    assert parse(a, {"type": "authenticated", "userId": "edge", "v": 1}).ready
+    assert not adapter("tickwire", token_env=None).wait_ready  # no token: nothing to wait for
+
+
 def test_tickwire_polls_the_events_endpoint() -> None:
     a = adapter("tickwire", token_env=None, rest_url="http://core:8080", options={"streams": ["agents"]})
     prices, agents = a.poll_requests(["AAPL", "MSFT"])

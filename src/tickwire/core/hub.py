@@ -11,7 +11,8 @@ for delta ticks (`Stream.delta`) is a `DeltaSubscription` (core/delta.py).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tickwire.codes import CloseReason
@@ -135,8 +136,9 @@ class Hub:
         self._key_field: dict[str, str] = {}  # log -> the field its narrowed streams filter on
         self.bases = Bases()  # what delta ticks are relative to
         # Called with (log, key, True) when a (log, key) gains its first narrowed subscriber
-        # and (log, key, False) when it loses its last one (demand for upstream feeds):
-        # subscribe and unsubscribe pay for it, dispatch never does.
+        # and (log, key, False) when it loses its last one (demand for upstream feeds), and
+        # once each way around every poll that names the key (`polling`): the receiver
+        # counts references. Subscribe, unsubscribe and polls pay for it, dispatch never does.
         self.on_key_demand: Callable[[str, Any, bool], None] | None = None
 
     # -- connections -------------------------------------------------------------
@@ -229,6 +231,25 @@ class Hub:
                     self.on_key_demand(stream.log, key, False)
         else:
             _discard(self._by_log, stream.log, sub)
+
+    @contextmanager
+    def polling(self, stream: Stream) -> Iterator[None]:
+        """A poll's demand for the keys its stream names, held while it runs (a long-poll's
+        wait included) and let go after: a client that polls instead of streaming (the
+        SDK's fallback) gets its keys fed upstream too, lingering after its last poll as
+        after a reader that left. Public logs only (no upstream feeds a user log)."""
+        hook = self.on_key_demand
+        if hook is None or stream.keys is None or stream.log.startswith(USER_LOG_PREFIX):
+            yield
+            return
+        keys = sorted(stream.keys)
+        for key in keys:
+            hook(stream.log, key, True)
+        try:
+            yield
+        finally:
+            for key in keys:
+                hook(stream.log, key, False)
 
     # -- dispatch ----------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Poll, long-poll and backfill (SPEC 7): `GET {prefix}/{stream}/events?after=&limit=&wait=`.
 
 The same admission as a streaming request, then the node's reader (node/reader.py)
-answers with what a stream would have sent, as one JSON body (wire/poll.py).
+answers with what a stream would have sent, as one JSON body (wire/poll.py). A poll of
+some keys (`prices?symbols=`) is upstream demand for them like a reader's (SPEC 12): held
+while it runs, lingering `linger_s` after it (core/hub.py `polling`).
 
 A long-poll's wait ends early, answering what there is: at the caller's token expiry
 (SPEC 5: a wait never outlives the token; the next poll needs a fresh one) and when the
@@ -47,7 +49,8 @@ async def poll_endpoint(request: Request) -> Response:
         after = after[: settings.max_last_event_id]
     node = admission.node
     try:
-        start = await long_poll(node, stream, after, wait_within(wait, principal, node.clock.wall_ms()))
+        with node.hub.polling(stream):  # upstream demand for the symbols it names
+            start = await long_poll(node, stream, after, wait_within(wait, principal, node.clock.wall_ms()))
     except BrokerUnavailable as exc:
         return error_response(request, 503, f"Broker unavailable, retry later: {exc}")
     reason = start.reset.reason if start.reset is not None else None

@@ -1,6 +1,6 @@
 """Market data in (SPEC 12): provider connections that feed public logs.
 
-hub (core/hub.py) ──first/last reader of a (log, key)──► manager.py UpstreamManager
+hub (core/hub.py) ──first/last reader of a (log, key), each poll──► manager.py UpstreamManager
     └─► demand.py Demand: reference counts per symbol, linger, batches
 connection.py UpstreamConnection: one per upstream; state machine (state.py), backoff,
     attempts, command queue; session.py (WebSocket: auth, subscribe, ping, stale) or

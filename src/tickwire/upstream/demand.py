@@ -2,7 +2,9 @@
 
 The symbols an upstream is subscribed to are its configured `symbols` (pinned) plus every
 symbol some reader wants: the hub reports the first reader and the last reader of each
-(log, key) of this node (core/hub.py `on_key_demand`), and with `leader_only` the leader adds
+(log, key) of this node (core/hub.py `on_key_demand`) and the start and end of every poll
+naming it (core/hub.py `polling`: a poll holds a reference while it runs, so it lingers
+`linger_s` after the last poll like after a reader that left), and with `leader_only` the leader adds
 what the other nodes' readers want (leader.py). A symbol whose count falls to zero stays
 `linger_s` longer (a reader that comes back in time costs the provider nothing); then it is
 removed. `flush` returns what changed since the last flush, for the connection to send in

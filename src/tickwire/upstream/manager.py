@@ -1,10 +1,10 @@
 """`UpstreamManager`: the node's upstream connections, built from `settings.upstreams`.
 
-It turns the hub's demand hook (a (log, key) gained its first reader / lost its last) into
-reference counts on the connections that feed that log (`prices` for price providers,
-`chain` for helius), starts the connections with the node and stops them with it. A
-`leader_only` upstream on a shared broker is started only while this node holds its lease
-(leader.py); on the memory broker the node is always the leader.
+It turns the hub's demand hook (a (log, key) gained its first reader / lost its last, a
+poll naming it began / ended) into reference counts on the connections that feed that log
+(`prices` for price providers, `chain` for helius), starts the connections with the node
+and stops them with it. A `leader_only` upstream on a shared broker is started only while
+this node holds its lease (leader.py); on the memory broker the node is always the leader.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ class UpstreamManager:
         return bool(self.connections)
 
     def on_key_demand(self, log_name: str, key: Any, present: bool) -> None:
-        """The hub's hook: the first reader of (log, key) came, or its last one left."""
+        """The hub's hook: the first reader of (log, key) came, or its last one left (or a
+        poll naming it began, or ended)."""
         conns = self._by_log.get(log_name)
         if not conns or not valid_symbol(key):
             return

@@ -1,8 +1,9 @@
 """Another tickwire server as a provider: an edge node fed by a core node (SPEC 6, 7).
 
 Stream: the core's `/api/stream/ws`, subprotocol `tickwire.json` or `tickwire.msgpack`
-(`options.codec`), the token (if any) as `Authorization: Bearer` (a bad one is refused with
-close 4001).
+(`options.codec`). A token (if any) goes first as `{"type":"auth","token":..}` and nothing
+is subscribed before the core answers `authenticated`: a bad token is refused with close
+4001 while connecting, so the upstream goes `failed` without ever showing `connected`.
 - `prices` follows demand: `{"type":"subscribe","rid":..,"streams":[{"stream":"prices",
   "symbols":[...]}]}` replaces the stream's symbol set (the core bounds it by its
   TICKWIRE_MAX_SYMBOLS, 200 by default), and is answered by the snapshot (`initializing`,
@@ -82,14 +83,14 @@ class TickwireAdapter(Adapter):
         self.opts = self.options(TickwireOptions)
         self.connection_limit = self.opts.max_symbols  # type: ignore[misc]
         self.binary = self.opts.codec == "msgpack"
+        self.wait_ready = bool(self.token)  # type: ignore[misc]
         self.last_ids: dict[str, str] = {}  # relayed stream -> id of the last event received
         self.resets = 0
         self._rids = itertools.count(1)
 
     def connect(self) -> ConnectSpec:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         protocol = MSGPACK_SUBPROTOCOL if self.binary else JSON_SUBPROTOCOL
-        return ConnectSpec(self.url, headers=headers, subprotocols=(protocol,))
+        return ConnectSpec(self.url, subprotocols=(protocol,))
 
     def _frame(self, message: dict[str, Any]) -> Frame:
         if self.binary:
@@ -97,15 +98,19 @@ class TickwireAdapter(Adapter):
         return Frame(orjson.dumps(message).decode())
 
     def on_open(self) -> list[Frame]:
+        frames = [self._frame({"type": "auth", "token": self.token})] if self.token else []
         if not self.opts.streams:
-            return []
+            return frames
         streams = []
         for name in self.opts.streams:
             entry: dict[str, Any] = {"stream": name}
             if name in self.last_ids:
                 entry["lastEventId"] = self.last_ids[name]
             streams.append(entry)
-        return [self._frame({"type": "subscribe", "rid": f"r{next(self._rids)}", "streams": streams})]
+        return [
+            *frames,
+            self._frame({"type": "subscribe", "rid": f"r{next(self._rids)}", "streams": streams}),
+        ]
 
     def replace(self, symbols: Sequence[str], fresh: bool) -> list[Frame]:
         rid = f"p{next(self._rids)}"
