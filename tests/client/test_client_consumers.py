@@ -130,3 +130,48 @@ def test_the_tick_policy_of_a_consumer_that_falls_behind(
         assert received < 600 and conflated_count > 0 and received + conflated_count >= 600
     else:
         assert received == 600 and conflated_count == 0
+
+
+def test_last_event_ids_pass_a_handlers_event_only_once_it_returned(server: ServerProcess, kit: Any) -> None:
+    """A handler still busy with an event has not consumed it: `last_event_ids()` stays on
+    the event before, however many wait behind it, and moves once the handler returned. An
+    iterator's event counts as soon as it is yielded."""
+    user = kit.uid("handled")
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+    handled: list[str] = []
+
+    async def on_alert(event: ClientEvent) -> None:
+        if event.type != "alert:new":
+            return
+        if event.data.alert_id == "a1":
+            entered.set()
+            await gate.wait()
+        handled.append(event.data.alert_id)
+
+    async def main() -> None:
+        client = Client(server.url, token=server.token(user), transport="ws", **kit.FAST)
+        alerts = client.subscribe("alerts", handler=on_alert)
+        orders = client.subscribe("orders")
+        async with client, kit.Publisher(server) as publish, asyncio.timeout(15):
+            await client.ready()
+            ids = await publish(kit.alert(user, 0), kit.alert(user, 1), kit.alert(user, 2))
+            await entered.wait()
+            assert alerts.outlet is not None
+            while len(alerts.outlet) < 1:  # a2 waits behind the busy handler  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            assert handled == ["a0"]
+            assert client.last_event_ids()["alerts"] == ids[0]
+
+            gate.set()
+            while client.last_event_ids()["alerts"] != ids[2]:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            assert handled == ["a0", "a1", "a2"]
+
+            [order_id] = await publish(kit.order(user, "o1"))
+            async for event in orders:
+                if event.id == order_id:
+                    assert client.last_event_ids()["orders"] == order_id  # taken, not yet finished
+                    break
+
+    asyncio.run(main())

@@ -18,6 +18,7 @@ Rules, per outlet:
    (taken, not finished) and the id just before the first of them (`floor`): delivery.py
    turns these into each stream's consumed position (the id after which nothing is
    pending with any consumer), for `last_event_ids()` (taken) and checkpoints (finished).
+   An iterator takes an event when it yields it; a handler only when it returned.
 """
 
 from __future__ import annotations
@@ -245,10 +246,14 @@ class Outlet:
                     self._done_floor[stream] = self._taken_floor.get(stream)
 
     def floor(self, stream: str, finished: bool) -> tuple[bool, str | None]:
-        """(whether something of `stream` is pending here, the id just before it)."""
+        """(whether something of `stream` is pending here, the id just before it).
+
+        An iterator's event is taken once yielded; a handler's only once the handler
+        returned, so for a handler's outlet taken and finished are the same."""
         queued = self._queued.get(stream, 0)
-        pending = queued + self._held.get(stream, 0) if finished else queued
-        floors = self._done_floor if finished else self._taken_floor
+        counts_held = finished or not self.iterated
+        pending = queued + self._held.get(stream, 0) if counts_held else queued
+        floors = self._done_floor if counts_held else self._taken_floor
         if pending:
             return True, floors.get(stream)
         if stream in self.spilled:
