@@ -82,7 +82,12 @@ export interface Status {
   online: boolean;
   /** The token's user (`sub`), null with cookies or anonymous. */
   user: string | null;
-  /** Per subscription key. */
+  /**
+   * Per subscription key, not per stream name: the name, then the parameters that tell
+   * subscriptions apart (`orders`, `prices?symbols=AAPL,MSFT` with the symbols sorted,
+   * `orders?userId=bob`). Two subscriptions to prices with different symbols are two
+   * entries (on one wire). Only subscriptions with a subscriber are listed.
+   */
   streams: Record<string, StreamStats>;
 }
 

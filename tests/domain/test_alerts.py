@@ -192,6 +192,31 @@ def test_an_unwatched_symbol_costs_no_rule_evaluation() -> None:
     run(body)
 
 
+def test_a_tick_evaluates_only_the_rules_of_its_symbol_among_thousands() -> None:
+    """2,000 rules of 20 users over 500 symbols: a price of one symbol costs the evaluations
+    of that symbol's rules only, however many rules the node knows."""
+
+    async def body(node: Node, clock: FakeClock) -> None:
+        store = node.alerting.rules
+        symbols = [f"S{n:03d}" for n in range(500)]
+        on_symbol: dict[str, int] = {}
+        for n in range(2000):
+            symbol = symbols[n % len(symbols)]
+            rule = {"kind": "price_above", "symbol": symbol, "threshold": 1e9}
+            await store.create(f"user{n // 100:02d}", rule)
+            on_symbol[symbol] = on_symbol.get(symbol, 0) + 1
+        engine = node.alerting.engine
+        assert engine.evaluations == 0
+        await prices(node, clock, "S042", [1])
+        assert engine.evaluations == on_symbol["S042"] == 4
+        await prices(node, clock, "S499", [1])
+        assert engine.evaluations == on_symbol["S042"] + on_symbol["S499"]
+        await prices(node, clock, "OTHER", [1])
+        assert engine.evaluations == 8
+
+    run(body)
+
+
 # -- two engines, one broker ----------------------------------------------------------------------
 
 

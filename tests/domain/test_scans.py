@@ -1,6 +1,6 @@
 """The scan runner with a fake clock: cycles every `intervalS`, per-symbol pacing, results
-deduplicated by hash, the on-demand queue and its bound, one runner at a time (leases),
-user scans on their owner's log."""
+deduplicated by hash, progress per chunk of symbols, the on-demand queue and its bound, one
+runner at a time (leases), user scans on their owner's log."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tickwire.core.clock import FakeClock
 from tickwire.core.streams import Principal
 from tickwire.domain.rules import RuleError
 from tickwire.domain.scan_defs import ScanStore, parse_scan
-from tickwire.domain.scans import LEASE_S, ScanRunner
+from tickwire.domain.scans import CHUNK, LEASE_S, ScanRunner
 from tickwire.errors import BrokerUnavailable, StreamError
 
 
@@ -39,7 +39,7 @@ class World:
     async def scan(self, **body: Any) -> None:
         defaults = {"scanId": "s1", "symbols": ["A", "B", "C"], "intervalS": 10}
         defaults.update(body)
-        await self.store.create(parse_scan(defaults, creator="root", now_ms=0, max_symbols=100))
+        await self.store.create(parse_scan(defaults, creator="root", now_ms=0, max_symbols=1000))
 
     async def stopped_scan(self) -> None:
         """A stopped scan that matches every symbol, and a price of A."""
@@ -94,6 +94,34 @@ def test_cycles_run_every_interval_and_publish_only_changed_results() -> None:
         status = await w.store.status("s1")
         assert status == {"scanId": "s1", "state": "running", "cycles": 5, "lastCycleMs": status["lastCycleMs"],
                           "results": 4, "queued": 0}  # fmt: skip
+
+    run(body)
+
+
+def test_a_cycle_over_more_than_a_chunk_reports_progress_then_completion() -> None:
+    """300 symbols are two chunks: the first chunk's results come with a `complete: false`
+    status before the second chunk is evaluated; the last status and the scan's stats count
+    the whole cycle."""
+
+    async def body(w: World) -> None:
+        symbols = [f"S{i:03d}" for i in range(300)]
+        await w.scan(symbols=symbols, condition={"kind": "price_above", "threshold": 100})
+        await w.prices(**{s: float(i) for i, s in enumerate(symbols[:290])})  # the last 10 have no price
+        assert await w.step() == 1
+        cycle = [e for e in w.sink.events if e.type in ("scan:result", "scan:status")]
+        kinds = [e.type for e in cycle]
+        progress_at = kinds.index("scan:status")
+        assert kinds.count("scan:status") == 2 and kinds[-1] == "scan:status"
+        first_chunk = [e.data["symbol"] for e in cycle[:progress_at]]
+        assert first_chunk == symbols[100:CHUNK]  # everything at or above 100 among the first 250
+        second_chunk = [e.data["symbol"] for e in cycle[progress_at + 1 : -1]]
+        assert second_chunk == symbols[CHUNK:290]
+        counted = ("cycle", "scanned", "total", "results", "complete")
+        progress, done = ([status[c] for c in counted] for status in w.statuses())
+        assert progress == [1, 250, 300, 150, False]
+        assert done == [1, 290, 300, 190, True]
+        status = await w.store.status("s1")
+        assert status is not None and (status["cycles"], status["results"]) == (1, 190)
 
     run(body)
 

@@ -1,7 +1,8 @@
 """End to end (a real `tickwire serve`): the alert rules API and the alert history of SPEC 13.
 Create, list, patch, delete; validation naming the bad field; another user's ids are 404; a
 price crossing published over HTTP reaches the owner's SSE and WebSocket as `alert:new`
-and nobody else; an acknowledgement updates the history and reaches a second tab."""
+and nobody else; an acknowledgement updates the history and reaches a second tab; the per-user
+rule bound refuses one rule too many and frees a place on a delete."""
 
 from __future__ import annotations
 
@@ -73,6 +74,32 @@ def test_validation_errors_name_the_field(server: ServerProcess) -> None:
     rule = create_rule(server, token, kind="price_above", symbol="A", threshold=1)
     error = assert_error(call(server, "PATCH", f"{rules}/{rule['ruleId']}", token, {"windowS": 5}), 400)
     assert "windowS" in error["message"]
+
+
+def test_the_per_user_rule_bound_refuses_one_too_many_until_one_is_deleted() -> None:
+    """With `alert_max_rules` at 2 the third rule is refused before anything is written; a
+    delete frees the place again, and another user has a bound of their own."""
+    proc = ServerProcess({"TICKWIRE_ALERT_MAX_RULES": "2"}).start()
+    try:
+        token = proc.token(uid("alice"))
+        rules = "/api/alerts/rules"
+        first = create_rule(proc, token, kind="price_above", symbol=sym(), threshold=1)
+        second = create_rule(proc, token, kind="price_below", symbol=sym(), threshold=1)
+        refused = call(proc, "POST", rules, token, {"kind": "price_above", "symbol": sym(), "threshold": 3})
+        error = assert_error(refused, 400)
+        assert "at most 2 rules per user" in error["message"], error
+        listed = call(proc, "GET", rules, token).json()["rules"]
+        assert [r["ruleId"] for r in listed] == [first["ruleId"], second["ruleId"]]
+        create_rule(proc, proc.token(uid("bob")), kind="price_above", symbol=sym(), threshold=1)
+        assert call(proc, "DELETE", f"{rules}/{first['ruleId']}", token).status_code == 204
+        third = create_rule(proc, token, kind="price_above", symbol=sym(), threshold=3)
+        listed = call(proc, "GET", rules, token).json()["rules"]
+        assert [r["ruleId"] for r in listed] == [second["ruleId"], third["ruleId"]]
+        assert_error(
+            call(proc, "POST", rules, token, {"kind": "price_above", "symbol": "A", "threshold": 4}), 400
+        )
+    finally:
+        proc.stop()
 
 
 def test_another_users_rule_and_alert_ids_are_not_found(server: ServerProcess) -> None:

@@ -1,8 +1,10 @@
 """End to end: `/api/stream/me?streams=...` (SPEC 2): several of the caller's own streams on
-one connection, one id resuming them all, the union of their snapshots."""
+one connection, one id resuming them all, the union of their snapshots; a WebSocket, which
+carries any number of streams already, is told to subscribe to the streams themselves."""
 
 from __future__ import annotations
 
+from support.alerts import WSSubscriber
 from support.e2e import (
     alert,
     assert_error,
@@ -76,3 +78,17 @@ def test_me_takes_only_the_callers_own_streams(server: ServerProcess) -> None:
     ]:
         assert_error(get(server, f"/api/stream/me?{query}", token), status)
     assert_error(get(server, "/api/stream/me?streams=orders"), 401)
+
+
+def test_a_websocket_subscription_to_me_says_to_subscribe_to_the_streams_themselves(
+    server: ServerProcess,
+) -> None:
+    ws = WSSubscriber(server, server.token(uid("me")), [{"stream": "me"}, {"stream": "orders"}])
+    try:
+        refused = ws.until(lambda m: m.get("type") == "error")
+        assert (refused["code"], refused["stream"], refused["rid"]) == ("bad_request", "me", "1")
+        assert "subscribe to the streams themselves" in refused["message"], refused
+        subscribed = ws.until(lambda m: m.get("type") == "subscribed")
+        assert [s["stream"] for s in subscribed["streams"]] == ["orders"]  # the others still start
+    finally:
+        ws.close()

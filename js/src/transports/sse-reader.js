@@ -60,10 +60,12 @@ export class SseParser {
   }
 }
 
-function parseData(text) {
+/** An event's data as JSON; data that is not JSON is logged and handed on as `{unparsed}`. */
+function parseData(env, text) {
   try {
     return JSON.parse(text);
-  } catch {
+  } catch (err) {
+    env.console?.error("tickwire: SSE data that is not JSON", err);
     return { unparsed: text };
   }
 }
@@ -102,7 +104,7 @@ export function readFetch(env, url, { token, credentials }, handlers) {
     const response = await env.fetch(url, { headers, credentials, cache: "no-store", signal: controller.signal });
     if (response.status !== 200 || !response.body) return end({ opened: false, ...(await statusInfo(response)) });
     handlers.open();
-    const parser = new SseParser((type, id, data, seq) => handlers.event(type, id, parseData(data), seq));
+    const parser = new SseParser((type, id, data, seq) => handlers.event(type, id, parseData(env, data), seq));
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     for (;;) {
@@ -139,7 +141,7 @@ export function readEventSource(env, url, { credentials }, handlers) {
     // event had is not this event's (the server never sends an id twice on a response).
     const fresh = message.lastEventId && message.lastEventId !== lastId ? message.lastEventId : null;
     if (fresh) lastId = fresh;
-    handlers.event(message.type, CONTROL_TYPES.has(message.type) ? null : fresh, parseData(message.data), null);
+    handlers.event(message.type, CONTROL_TYPES.has(message.type) ? null : fresh, parseData(env, message.data), null);
   };
   for (const type of [...EVENT_TYPES, "message"]) source.addEventListener(type, listener);
   source.onerror = () => {

@@ -22,6 +22,25 @@ test("price callbacks are throttled per symbol (latest wins); orders and alerts 
   assert.equal(t.client.local.prices.get("AAPL").price, 20, "local state is always the latest");
 });
 
+test("error alerts reach their callback at once, each one, while the same burst's prices wait", async () => {
+  const t = setup();
+  const prices = [];
+  const alerts = [];
+  t.client.subscribe("prices", { onEvent: (e) => prices.push(e.data.price) });
+  t.client.subscribe("alerts", { onEvent: (e) => alerts.push(e.data.alertId) });
+  const ws = await openSocket(t);
+  for (let i = 1; i <= 10; i++) {
+    ws.receive(tick("AAPL", i, `1800000000000-e${i}`));
+    const data = { alertId: `a${i}`, severity: "error", level: "error", urgent: true, message: `m${i}` };
+    ws.receive({ type: "event", stream: "alerts", event: "alert:new", id: `1800000000000-k${i}`, data });
+    assert.equal(alerts.length, i, "synchronously, on arrival (no timer ran)");
+  }
+  assert.deepEqual(prices, [1], "the prices of the burst are throttled");
+  await t.clock.advance(200);
+  assert.deepEqual(prices, [1, 10]);
+  assert.deepEqual(alerts, ["a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10"]);
+});
+
 test("renderers watching a symbol are called once per frame, and only for their symbol", async () => {
   const t = setup();
   t.client.subscribe("prices");

@@ -175,3 +175,23 @@ test("SSE over EventSource: control events and id-less snapshots carry no id (Ev
   assert.deepEqual([...t.client.local.orders.keys()], ["o2"], "the snapshot after the reset replaced the state");
   assert.equal(t.client.status.state, "connected");
 });
+
+test("SSE: data that is not JSON is logged and handed on as {unparsed}; the response keeps going", async () => {
+  const logged = [];
+  const t = setup({ transport: "sse" }, { console: { error: (...args) => logged.push(args[0]), warn() {}, log() {} } });
+  let link;
+  t.net.handler = () => ({ status: 200, sse: (c) => ((link = c), c.push(sse("connected", { clientId: "c", stream: "me", v: 1 }))) });
+  const seen = [];
+  t.client.subscribe("orders", { onEvent: (e) => seen.push(e.data) });
+  await t.clock.advance(10);
+  link.push(sse("order:update", { orderId: "o1" }, "1800000000000-u1"));
+  link.push("event: order:update\ndata: {\"orderId\": \"o2\"\nid: 1800000000000-u2\n\n");
+  link.push(sse("order:update", { orderId: "o3" }, "1800000000000-u3"));
+  await t.clock.advance(10);
+  assert.deepEqual(seen, [{ orderId: "o1" }, { unparsed: "{\"orderId\": \"o2\"" }, { orderId: "o3" }]);
+  assert.deepEqual(logged, ["tickwire: SSE data that is not JSON"]);
+  assert.deepEqual([...t.client.local.orders.keys()], ["o1", "o3"]);
+  assert.equal(t.net.calls.length, 1, "the same response");
+  assert.equal(t.client.status.state, "connected");
+  assert.equal(t.client.status.streams.orders.events, 3);
+});

@@ -319,3 +319,23 @@ test("a seq jump resubscribes that stream from its last id; the replay fills the
   ev("trading", "order:update", 21, 40);
   assert.equal(t.client.status.streams.trading.gaps, 2, "after a snapshot: a new baseline");
 });
+
+test("a frame that is not a message is logged and skipped; the socket and its streams keep going", async () => {
+  const logged = [];
+  const t = setup({}, { console: { error: (...args) => logged.push(args[0]), warn() {}, log() {} } });
+  const seen = [];
+  t.client.subscribe("orders", { onEvent: (e) => seen.push(e.data.orderId) });
+  const ws = await openSocket(t);
+  const order = (n) => ({ type: "event", stream: "orders", event: "order:update", id: `1800000000000-f${n}`, data: { orderId: `o${n}` } });
+  ws.receive(order(1));
+  ws.onmessage({ data: '{"type": "event", "stream": "orders"' });
+  ws.onmessage({ data: new Uint8Array([0xc1]).buffer }); // a byte MessagePack never uses
+  ws.receive(order(2));
+  assert.deepEqual(seen, ["o1", "o2"]);
+  assert.deepEqual(logged, ["tickwire: bad WebSocket message", "tickwire: bad WebSocket message"]);
+  await t.clock.advance(1000);
+  assert.equal(t.WebSocket.instances.length, 1, "no reconnect");
+  assert.equal(ws.closedWith, undefined);
+  assert.equal(t.client.status.state, "connected");
+  assert.equal(t.client.status.streams.orders.events, 2);
+});

@@ -574,10 +574,11 @@ var SseParser = class {
     else if (field === "seq" && /^[0-9]{1,15}$/.test(value)) this.seq = Number(value);
   }
 };
-function parseData(text) {
+function parseData(env, text) {
   try {
     return JSON.parse(text);
-  } catch {
+  } catch (err) {
+    env.console?.error("tickwire: SSE data that is not JSON", err);
     return { unparsed: text };
   }
 }
@@ -608,7 +609,7 @@ function readFetch(env, url, { token, credentials }, handlers) {
     const response = await env.fetch(url, { headers, credentials, cache: "no-store", signal: controller.signal });
     if (response.status !== 200 || !response.body) return end({ opened: false, ...await statusInfo(response) });
     handlers.open();
-    const parser = new SseParser((type, id, data, seq) => handlers.event(type, id, parseData(data), seq));
+    const parser = new SseParser((type, id, data, seq) => handlers.event(type, id, parseData(env, data), seq));
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     for (; ; ) {
@@ -637,7 +638,7 @@ function readEventSource(env, url, { credentials }, handlers) {
     handlers.bytes();
     const fresh = message.lastEventId && message.lastEventId !== lastId ? message.lastEventId : null;
     if (fresh) lastId = fresh;
-    handlers.event(message.type, CONTROL_TYPES.has(message.type) ? null : fresh, parseData(message.data), null);
+    handlers.event(message.type, CONTROL_TYPES.has(message.type) ? null : fresh, parseData(env, message.data), null);
   };
   for (const type of [...EVENT_TYPES, "message"]) source.addEventListener(type, listener);
   source.onerror = () => {
