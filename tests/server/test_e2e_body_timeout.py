@@ -75,7 +75,17 @@ def _assert_timed_out(sock: socket.socket) -> None:
     assert headers["connection"] == "close"
 
 
+def _rejected(server: ServerProcess, reason: str) -> float:
+    """The value of `tickwire_requests_rejected_total{reason}` (0 before the first)."""
+    prefix = f'tickwire_requests_rejected_total{{reason="{reason}"}} '
+    for line in http.get(server.url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0
+
+
 def test_a_body_that_stops_arriving_gets_408_and_other_clients_are_served(server: ServerProcess) -> None:
+    before = _rejected(server, "body_timeout")
     user = uid("stalled")
     publisher = server.token("test-publisher", "publisher")
     partial = orjson.dumps(alert(user, 1))[:20]
@@ -94,6 +104,17 @@ def test_a_body_that_stops_arriving_gets_408_and_other_clients_are_served(server
         assert http.get(server.url + "/healthz").status_code == 200
         for sock in (declared, chunked, broadcast):
             _assert_timed_out(sock)
+    assert _rejected(server, "body_timeout") == before + 3
+
+
+def test_a_body_too_large_is_counted_on_every_route(server: ServerProcess) -> None:
+    before = _rejected(server, "body_too_large")
+    admin = server.token(uid("root"), "admin")
+    headers = {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"}
+    big = b'{"message":"' + b"x" * (2 << 20) + b'"}'
+    for path in ("/api/publish", "/api/stream/test", "/api/alerts/rules"):
+        assert http.post(server.url + path, content=big, headers=headers).status_code == 413
+    assert _rejected(server, "body_too_large") == before + 3
 
 
 def test_a_body_trickling_in_gets_408_all_the_same(server: ServerProcess) -> None:

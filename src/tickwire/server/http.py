@@ -142,6 +142,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         if not length.isdigit():
             raise Refused(400, "Content-Length must be a number")
         if int(length) > limit:
+            _count_refused(request, "body_too_large")
             raise Refused(413, too_large_message(limit))
     settings: Settings = request.app.state.settings
     timeout_s = settings.body_timeout_s
@@ -149,7 +150,17 @@ async def read_body(request: Request, limit: int) -> bytes:
         async with asyncio.timeout(timeout_s):
             return await _receive_body(request, limit)
     except TimeoutError:
+        _count_refused(request, "body_timeout")
         raise Refused(408, body_timeout_message(timeout_s)) from None
+    except Refused as exc:
+        if exc.status == 413:
+            _count_refused(request, "body_too_large")
+        raise
+
+
+def _count_refused(request: Request, reason: str) -> None:
+    """`tickwire_requests_rejected{reason}` for a body refused on any route."""
+    request.app.state.node.metrics.rejected.labels(reason).inc()
 
 
 async def _receive_body(request: Request, limit: int) -> bytes:

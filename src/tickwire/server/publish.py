@@ -57,7 +57,7 @@ async def publish_endpoint(request: Request) -> Response:
         body = await read_json(request, node.settings.max_body)
         ids = await node.pipeline.publish_body(body, trace=request.state.correlation_id)
     except Refused as exc:
-        return _refused(request, node, exc)
+        return _refused(request, exc)
     except PublishError as exc:
         return error_response(request, 400, str(exc), METHODS)
     except BrokerUnavailable as exc:
@@ -78,7 +78,7 @@ async def test_endpoint(request: Request) -> Response:
     try:
         message = await _test_message(request, node.settings.max_body)
     except Refused as exc:
-        return _refused(request, node, exc)
+        return _refused(request, exc)
     clients = await node.broadcast_test(message, trace=request.state.correlation_id)
     return json_response(request, {"sent": True, "clients": clients}, METHODS)
 
@@ -96,7 +96,5 @@ async def _test_message(request: Request, max_body: int) -> str:
     return message
 
 
-def _refused(request: Request, node: Node, exc: Refused) -> Response:
-    if exc.status == 413:
-        node.metrics.rejected.labels("body_too_large").inc()
+def _refused(request: Request, exc: Refused) -> Response:
     return error_response(request, exc.status, exc.message, METHODS)
