@@ -30,6 +30,7 @@ export interface StreamResult {
 }
 export interface StreamContextValue {
   client: TickwireClient;
+  /** The client's status; re-renders as useConnectionStatus() does. */
   status: Status;
   subscribePrices(symbols: string[], options?: SubscribeOptions): Subscription;
   unsubscribePrices(symbols: string[]): void;

@@ -1,6 +1,7 @@
 """The React hooks of /tickwire-react.js render live data in a small page (React bundled
 for the test, mapped by an import map), and a price tick re-renders only its own symbol;
-useAlerts lists the unacknowledged alerts and follows acknowledgements of another tab."""
+useStream() without arguments re-renders as the connection's state changes; useAlerts
+lists the unacknowledged alerts and follows acknowledgements of another tab."""
 
 from __future__ import annotations
 
@@ -89,6 +90,53 @@ def test_hooks_render_live_data_without_rerendering_every_subscriber(
     with steps("the reconnect button reconnects"):
         page.click(".tw-reconnect")
         wait_until(page, "document.querySelector('.tw-status').dataset.state === 'connected'")
+
+
+STATUS_APP = """
+import { createElement as h, createRoot } from "react";
+import { TickwireProvider, useStream } from "/tickwire-react.js";
+window.shown = [];
+function Status() {
+  const { status } = useStream();
+  if (window.shown[window.shown.length - 1] !== status.state) window.shown.push(status.state);
+  return h("div", { id: "status", "data-state": status.state }, status.state);
+}
+createRoot(document.getElementById("root")).render(h(TickwireProvider,
+  { transport: "ws", backoff: { initialMs: 200, maxMs: 1000 } }, h(Status)));
+"""
+
+
+def test_use_stream_without_arguments_renders_the_connection_status_as_it_changes(
+    page: Page, steps: Steps
+) -> None:
+    """The server is the test's own: it stops and comes back on the same port."""
+    server = ServerProcess().start()
+    restarted: ServerProcess | None = None
+    shown = "document.getElementById('status')?.dataset.state"
+    try:
+        with steps("the page connects: useStream() shows 'connected'"):
+            sdk_page(
+                page,
+                server.url,
+                STATUS_APP,
+                importmap=serve_react(page, server.url),
+                body='<div id="root"></div>',
+            )
+            wait_until(page, f"{shown} === 'connected'")
+        with steps("the server stops: useStream() shows 'reconnecting'"):
+            server.stop()
+            wait_until(page, f"{shown} === 'reconnecting'")
+        with steps("the server comes back on the same port: useStream() shows 'connected' again"):
+            restarted = ServerProcess()
+            restarted.port = server.port
+            restarted.env["TICKWIRE_PORT"] = str(server.port)
+            restarted.start()
+            wait_until(page, f"{shown} === 'connected'", timeout_s=30)
+            assert page.evaluate("window.shown") == ["connecting", "connected", "reconnecting", "connected"]
+    finally:
+        if restarted is not None:
+            restarted.stop()
+        server.stop()
 
 
 ALERTS_APP = """

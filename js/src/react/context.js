@@ -40,8 +40,18 @@ export function useTopics(client, topics, read) {
 
 /** The connection status, re-rendered on changes of state and (once per frame) of stats. */
 export function useConnectionStatus() {
-  const client = useTickwire();
-  return useTopics(client, ["status", "stats"], () => client.status);
+  return useClientStatus(useTickwire());
+}
+
+const STATUS_TOPICS = ["status", "stats"];
+const NO_TOPICS = [];
+
+/**
+ * `client.status` as useConnectionStatus reads it. With `watching` false it is read once
+ * and never re-renders (hooks that need no status then still call this one hook).
+ */
+export function useClientStatus(client, watching = true) {
+  return useTopics(client, watching ? STATUS_TOPICS : NO_TOPICS, () => client.status);
 }
 
 

@@ -7,7 +7,7 @@
 
 import { createElement, useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 import { TickwireClient } from "../index.js";
-import { StreamContext, useStreamState, useTickwire, useTopics } from "./context.js";
+import { StreamContext, useClientStatus, useStreamState, useTickwire, useTopics } from "./context.js";
 
 export { ConnectionStatus } from "./status.js";
 export { StreamContext, useConnectionStatus, useTickwire } from "./context.js";
@@ -53,11 +53,14 @@ function useSubscription(client, stream, options, onEvent) {
 /**
  * The events of a stream while mounted: `{events, last, status}` (events: the latest
  * `limit`, default 50, oldest first). Without arguments: the seeds' StreamContext value
- * `{client, status, subscribePrices, unsubscribePrices}`.
+ * `{client, status, subscribePrices, unsubscribePrices}`, `status` re-rendered as
+ * useConnectionStatus() is.
  */
 export function useStream(stream, opts = {}) {
   const client = useTickwire();
   const status = useStreamState(client, stream ? client.registry.keyOf(stream, opts) : "");
+  // Without a stream, the client's status, reactive like useConnectionStatus().
+  const clientStatus = useClientStatus(client, !stream);
   const limit = opts.limit ?? 50;
   const [events, setEvents] = useState(() => (stream ? client.peek(stream, opts).slice(-limit) : []));
   const pending = useRef(null);
@@ -77,7 +80,7 @@ export function useStream(stream, opts = {}) {
   if (!stream) {
     return {
       client,
-      status: client.status,
+      status: clientStatus,
       subscribePrices: (symbols, o) => client.subscribePrices(symbols, o),
       unsubscribePrices: (symbols) => client.unsubscribePrices(symbols),
     };

@@ -31,10 +31,10 @@ export function usage(): unknown {
   const { orders } = useOrders();
   const { positions, totalValue } = usePositions();
   const { events, last, status } = useStream("alerts", { limit: 10 });
-  const { subscribePrices, unsubscribePrices } = useStream();
+  const { subscribePrices, unsubscribePrices, status: connection } = useStream();
   const { alerts, ack, loading, error } = useAlerts({ limit: 20 });
   if (alerts[0] && !loading && !error) void ack(alerts[0].alertId);
   subscribePrices(["SOL"]);
   unsubscribePrices(["SOL"]);
-  return [prices.AAPL?.price, orders[0]?.orderId, positions, totalValue, events, last, status, TickwireProvider, ConnectionStatus, color, total];
+  return [prices.AAPL?.price, orders[0]?.orderId, positions, totalValue, events, last, status, connection.state, TickwireProvider, ConnectionStatus, color, total];
 }

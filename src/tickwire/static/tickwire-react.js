@@ -37,8 +37,12 @@ function useTopics(client, topics, read) {
   return useSyncExternalStore(subscribe, getSnapshot, getSnapshot);
 }
 function useConnectionStatus() {
-  const client = useTickwire();
-  return useTopics(client, ["status", "stats"], () => client.status);
+  return useClientStatus(useTickwire());
+}
+var STATUS_TOPICS = ["status", "stats"];
+var NO_TOPICS = [];
+function useClientStatus(client, watching = true) {
+  return useTopics(client, watching ? STATUS_TOPICS : NO_TOPICS, () => client.status);
 }
 function useStreamState(client, key) {
   const last = useRef(null);
@@ -123,6 +127,7 @@ function useSubscription(client, stream, options, onEvent) {
 function useStream(stream, opts = {}) {
   const client = useTickwire();
   const status = useStreamState(client, stream ? client.registry.keyOf(stream, opts) : "");
+  const clientStatus = useClientStatus(client, !stream);
   const limit = opts.limit ?? 50;
   const [events, setEvents] = useState(() => stream ? client.peek(stream, opts).slice(-limit) : []);
   const pending = useRef2(null);
@@ -141,7 +146,7 @@ function useStream(stream, opts = {}) {
   if (!stream) {
     return {
       client,
-      status: client.status,
+      status: clientStatus,
       subscribePrices: (symbols, o) => client.subscribePrices(symbols, o),
       unsubscribePrices: (symbols) => client.unsubscribePrices(symbols)
     };
