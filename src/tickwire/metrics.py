@@ -235,6 +235,11 @@ class _UpstreamCollector(Collector):
             "published": CounterMetricFamily(
                 "tickwire_upstream_published", "Events an upstream had published", labels=["name"]
             ),
+            "errors": CounterMetricFamily(
+                "tickwire_upstream_errors",
+                "Errors the provider reported (error messages, failed polls)",
+                labels=["name"],
+            ),
         }
         dropped = CounterMetricFamily(
             "tickwire_upstream_dropped",

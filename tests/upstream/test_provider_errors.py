@@ -12,7 +12,15 @@ import pytest
 
 from support.manual_time import ManualTime
 from support.upstream_fakes import TOKEN, BirdeyeFake, FakeProvider, FinnhubFake, HeliusFake
-from support.upstream_harness import SECRET, Readers, connection, core_node, running_node, upstream
+from support.upstream_harness import (
+    SECRET,
+    Readers,
+    connection,
+    core_node,
+    running_node,
+    serving,
+    upstream,
+)
 from support.waiting import until
 from tickwire.core.connection import Connection
 from tickwire.server.auth import issue_token
@@ -50,13 +58,20 @@ def test_a_providers_error_message_is_counted_and_the_stream_goes_on(
 ) -> None:
     async def body() -> None:
         time = ManualTime()
-        async with fake_type() as fake, running_node([upstream(fake, kind)], time) as (node, readers):
+        async with (
+            fake_type() as fake,
+            running_node([upstream(fake, kind)], time) as (node, readers),
+            serving(node) as url,
+            httpx.AsyncClient(base_url=url) as http,
+        ):
             conn = connection(node)
             reader = await readers.open(symbol, stream=stream)
             await until(lambda: fake.all_held == {symbol})
+            assert 'tickwire_upstream_errors_total{name="feed"} 0.0' in (await http.get("/metrics")).text
             await fake.send_error("Subscribing to too many symbols")
             await until(lambda: conn.stats.errors == 1)
             assert conn.state is S.CONNECTED and fake.handshakes == 1 and conn.stats.reconnects == 0
+            assert 'tickwire_upstream_errors_total{name="feed"} 1.0' in (await http.get("/metrics")).text
             await fake.push(symbol, 12.5, signature="5Gh8Jk2L")
             await until(lambda: delivered(readers, reader, kind))  # the same connection serves on
             assert fake.handshakes == 1 and conn.state is S.CONNECTED

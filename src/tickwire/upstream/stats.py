@@ -29,7 +29,7 @@ class ConnectionStats:
     published: int = 0  # events the pipeline stamped
     reconnects: int = 0
     polls: int = 0
-    errors: int = 0  # errors the provider reported
+    errors: int = 0  # provider error messages and failed polls (tickwire_upstream_errors_total)
     last_message_at: int | None = None  # unix ms of the last provider message
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     latency: FastHistogram = field(default_factory=lambda: FastHistogram(UPSTREAM_LATENCY_BUCKETS))
