@@ -3,21 +3,19 @@ derives events stamped in the same batch, right after their cause, or refuses a 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
 
-from support.nodes import SECRET, connection
+from support.nodes import connection, run_node
 from tickwire.brokers.base import Publication
-from tickwire.config import load_settings
 from tickwire.core.clock import FakeClock
 from tickwire.core.connection import Connection
 from tickwire.core.streams import Principal
 from tickwire.domain.catalog import resolve_stream
 from tickwire.errors import PublishError
 from tickwire.node import Node
-from tickwire.pipeline import Processor, PublishRequest
+from tickwire.pipeline import PublishRequest
 from tickwire.pipeline.processor import BaseProcessor, Draft, StateView
 from tickwire.wire.sse import SSEEvent, SSEParser
 
@@ -50,19 +48,6 @@ class KnownActionsOnly(BaseProcessor):
         return ()
 
 
-def run_with(processors: Sequence[Processor], body: Callable[[Node], Awaitable[None]]) -> None:
-    async def main() -> None:
-        settings = load_settings(env={"TICKWIRE_SECRET": SECRET})
-        node = Node(settings, clock=FakeClock(), processors=processors)
-        await node.start()
-        try:
-            await body(node)
-        finally:
-            await node.stop()
-
-    asyncio.run(main())
-
-
 def decision(user: str, symbol: str, confidence: float, action: str = "buy") -> PublishRequest:
     data = {"agentId": "a1", "symbol": symbol, "action": action, "confidence": confidence}
     return PublishRequest("ai:decision", data, user)
@@ -90,7 +75,7 @@ async def after(node: Node, user: str, stream: str, event_id: str | None) -> lis
 
 
 def test_a_derived_event_is_stamped_in_the_same_batch_right_after_its_cause() -> None:
-    async def body(node: Node) -> None:
+    async def body(node: Node, _: FakeClock) -> None:
         conn = await reader_of(node, "u", "ai-decisions", "alerts")
         ids = await node.publish([decision("u", "AAPL", 0.95), decision("u", "MSFT", 0.5)])
 
@@ -107,11 +92,11 @@ def test_a_derived_event_is_stamped_in_the_same_batch_right_after_its_cause() ->
         assert await after(node, "u", "alerts", cause) == [derived]
         assert await after(node, "u", "ai-decisions", derived) == [next_item]
 
-    run_with([ConfidentDecisionAlerts()], body)
+    run_node(body, [ConfidentDecisionAlerts()])
 
 
 def test_a_refused_event_fails_the_publish_with_its_message_and_nothing_is_stamped() -> None:
-    async def body(node: Node) -> None:
+    async def body(node: Node, _: FakeClock) -> None:
         (before,) = await node.publish([decision("u", "AAPL", 0.5)])
         conn = await reader_of(node, "u", "ai-decisions", "alerts")
 
@@ -125,4 +110,4 @@ def test_a_refused_event_fails_the_publish_with_its_message_and_nothing_is_stamp
         assert await after(node, "u", "ai-decisions", before) == []
         assert await after(node, "u", "alerts", before) == []
 
-    run_with([ConfidentDecisionAlerts(), KnownActionsOnly()], body)
+    run_node(body, [ConfidentDecisionAlerts(), KnownActionsOnly()])

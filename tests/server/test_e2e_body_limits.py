@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from support.e2e import alert, assert_error, http, open_stream, post_publish, read_until_type, uid
+from support.raw_http import post_head, read_response
 from support.servers import ServerProcess
 
 MB = 1_000_000
@@ -43,50 +44,10 @@ def _framed(size: int, chunked: bool) -> Iterator[bytes]:
         yield b"0\r\n\r\n"
 
 
-def _connect(
-    server: ServerProcess,
-    path: str,
-    *,
-    length: int | None,
-    token: str | None = None,
-    close: bool = False,
-    content_type: str = "application/json",
-) -> socket.socket:
-    """A socket that has sent the head of a POST (`length` None: chunked)."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}", f"Content-Type: {content_type}"]
-    if token:
-        lines.append(f"Authorization: Bearer {token}")
-    if close:
-        lines.append("Connection: close")
-    lines.append("Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}")
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-    return sock
-
-
-def _read_head(sock: socket.socket, data: bytes = b"") -> tuple[int, dict[str, str], bytes]:
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before the response head: {data!r}"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(lines[0].split()[1]), headers, rest
-
-
 def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], dict[str, object]]:
     """One complete response with a Content-Length JSON body; nothing may follow it."""
-    status, headers, body = _read_head(sock)
-    length = int(headers["content-length"])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed inside the response body: {body!r}"
-        body += chunk
-    assert len(body) == length, body
+    status, headers, body = read_response(sock)
+    assert len(body) == int(headers["content-length"]), body
     parsed: dict[str, object] = orjson.loads(body)
     return status, headers, parsed
 
@@ -115,7 +76,7 @@ def _raw_post(
     server: ServerProcess, path: str, size: int, *, chunked: bool, close: bool, token: str | None
 ) -> tuple[int, dict[str, str], dict[str, object]]:
     """Send the whole body (sendall must not fail), then read the answer and the server's close."""
-    with _connect(server, path, length=None if chunked else size, token=token, close=close) as sock:
+    with post_head(server, path, length=None if chunked else size, token=token, close=close) as sock:
         for piece in _framed(size, chunked):
             sock.sendall(piece)
         status, headers, body = _read_response(sock)
@@ -194,7 +155,7 @@ def test_other_clients_are_served_while_a_body_is_discarded(server: ServerProces
     user = uid("linger")
     size = 50 * MB
     pieces = _framed(size, chunked=False)
-    with _connect(server, "/api/publish", length=size, token=_publisher(server), close=True) as slow:
+    with post_head(server, "/api/publish", length=size, token=_publisher(server), close=True) as slow:
         slow.sendall(b"".join(next(pieces) for _ in range(16)))  # 1 MiB of 50 MB
         status, headers, body = _read_response(slow)  # answered before the body is complete
         assert status == 413
@@ -215,7 +176,7 @@ def test_other_clients_are_served_while_a_body_is_discarded(server: ServerProces
 
 def test_discarding_stops_after_a_bounded_number_of_bytes(server: ServerProcess) -> None:
     """A client that never stops sending is cut off (here: well before 512 MiB)."""
-    with _connect(server, "/api/publish", length=None, token=_publisher(server)) as sock:
+    with post_head(server, "/api/publish", length=None, token=_publisher(server)) as sock:
         frame = b"%x\r\n%s\r\n" % (len(BLOCK * 16), BLOCK * 16)
         sock.sendall(frame * 2)
         status, _, body = _read_response(sock)
@@ -228,7 +189,7 @@ def test_discarding_stops_after_a_bounded_number_of_bytes(server: ServerProcess)
 
 def test_discarding_stops_when_the_client_goes_quiet(server: ServerProcess) -> None:
     """A client that announces more than it sends does not hold the connection forever."""
-    with _connect(server, "/api/publish", length=5 * MB, token=_publisher(server)) as sock:
+    with post_head(server, "/api/publish", length=5 * MB, token=_publisher(server)) as sock:
         sock.sendall(b"x" * 100_000)
         status, _, body = _read_response(sock)
         assert status == 413

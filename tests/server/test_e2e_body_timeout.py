@@ -7,12 +7,12 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
 import pytest
 
 from support.e2e import alert, http, open_stream, post_publish, read_until_type, uid
+from support.raw_http import post_head, read_response
 from support.servers import ServerProcess
 
 BODY_TIMEOUT_S = "0.5"
@@ -32,44 +32,9 @@ def server() -> Iterator[ServerProcess]:
         proc.stop()
 
 
-def _post_head(server: ServerProcess, path: str, token: str, length: int | None) -> socket.socket:
-    """A socket that has sent the head of a POST (`length` None: chunked), and no body yet."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-    lines = [
-        f"POST {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{server.port}",
-        "Content-Type: application/json",
-        f"Authorization: Bearer {token}",
-        "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}",
-    ]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-    return sock
-
-
-def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], dict[str, Any]]:
-    """One response with a Content-Length JSON body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before the response head: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    while len(body) < int(headers["content-length"]):
-        chunk = sock.recv(65536)
-        assert chunk, f"closed inside the response body: {body!r}"
-        body += chunk
-    parsed: dict[str, Any] = orjson.loads(body)
-    return int(lines[0].split()[1]), headers, parsed
-
-
 def _assert_timed_out(sock: socket.socket) -> None:
-    status, headers, body = _read_response(sock)
-    assert (status, body) == (408, TIMED_OUT)
+    status, headers, body = read_response(sock)
+    assert (status, orjson.loads(body)) == (408, TIMED_OUT)
     assert headers["content-type"].startswith("application/json")
     assert headers.get("x-correlation-id")
     assert headers["connection"] == "close"
@@ -90,9 +55,11 @@ def test_a_body_that_stops_arriving_gets_408_and_other_clients_are_served(server
     publisher = server.token("test-publisher", "publisher")
     partial = orjson.dumps(alert(user, 1))[:20]
     with (
-        _post_head(server, "/api/publish", publisher, length=1000) as declared,
-        _post_head(server, "/api/publish", publisher, length=None) as chunked,
-        _post_head(server, "/api/stream/test", server.token(uid("root"), "admin"), length=100) as broadcast,
+        post_head(server, "/api/publish", token=publisher, length=1000) as declared,
+        post_head(server, "/api/publish", token=publisher, length=None) as chunked,
+        post_head(
+            server, "/api/stream/test", token=server.token(uid("root"), "admin"), length=100
+        ) as broadcast,
     ):
         declared.sendall(partial)
         chunked.sendall(b"%x\r\n%s\r\n" % (len(partial), partial))
@@ -120,7 +87,7 @@ def test_a_body_too_large_is_counted_on_every_route(server: ServerProcess) -> No
 def test_a_body_trickling_in_gets_408_all_the_same(server: ServerProcess) -> None:
     """Every byte comes well within the timeout of the one before: the bound is on the whole body."""
     publisher = server.token("test-publisher", "publisher")
-    with _post_head(server, "/api/publish", publisher, length=100_000) as sock:
+    with post_head(server, "/api/publish", token=publisher, length=100_000) as sock:
         sock.sendall(b"[")
         for _ in range(400):  # a bound on the test, well past the timeout
             readable, _, _ = select.select([sock], [], [], 0.05)

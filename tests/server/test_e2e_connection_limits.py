@@ -22,6 +22,7 @@ from websockets.typing import Subprotocol
 
 from support.e2e import REASONS, assert_error, get, http, open_stream, wait_until
 from support.e2e_client import SSEClient
+from support.raw_http import read_response
 from support.servers import ServerProcess
 
 HEAD_TIMEOUT_S = 1.0
@@ -57,22 +58,6 @@ def _closed_by_server(sock: socket.socket, wait_s: float) -> bool:
         return True
     except TimeoutError:
         return False
-
-
-def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before the response head: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    while len(body) < int(headers["content-length"]):
-        chunk = sock.recv(65536)
-        assert chunk, body
-        body += chunk
-    return int(lines[0].split()[1]), headers, body
 
 
 def _assert_431(status: int, headers: dict[str, str], body: bytes) -> None:
@@ -116,7 +101,7 @@ def test_a_silent_connection_is_closed(head_server: ServerProcess) -> None:
 def test_the_next_request_on_a_kept_alive_connection_has_the_same_bound(head_server: ServerProcess) -> None:
     with _socket(head_server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _read_response(sock)[0] == 200
+        assert read_response(sock)[0] == 200
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # ... and the rest never comes
         began = time.monotonic()
         assert _closed_by_server(sock, 6)
@@ -152,7 +137,7 @@ def test_a_64_kb_header_gets_431(head_server: ServerProcess) -> None:
     ):
         with _socket(head_server) as sock:
             sock.sendall(request)
-            _assert_431(*_read_response(sock))
+            _assert_431(*read_response(sock))
             assert _closed_by_server(sock, 6)
     # A head under the bound is served.
     fine = get(head_server, "/healthz", headers={"X-Fine": "a" * 16_000})
@@ -170,14 +155,14 @@ def test_an_endless_header_is_refused_before_it_is_read_whole(head_server: Serve
                 sock.sendall(block)
                 sent += len(block)
         assert sent < 1_000_000, sent  # the bound is 32 KB; a read is at most 256 KB
-        _assert_431(*_read_response(sock))
+        _assert_431(*read_response(sock))
     assert http.get(head_server.url + "/healthz", timeout=5).status_code == 200
 
 
 def test_refusals_are_counted(head_server: ServerProcess) -> None:
     with _socket(head_server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
-        assert _read_response(sock)[0] == 431
+        assert read_response(sock)[0] == 431
     with _socket(head_server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
         assert _closed_by_server(sock, 6)

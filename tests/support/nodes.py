@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from tickwire.config import load_settings
 from tickwire.core.clock import FakeClock
 from tickwire.core.connection import Connection
 from tickwire.node import Node
+from tickwire.pipeline import Processor
 from tickwire.wire.sse import SSECodec
 
 T = TypeVar("T")
 SECRET = "s" * 32
 
 
-def run_node(body: Callable[[Node, FakeClock], Awaitable[T]], **env: str) -> T:
-    """Run `body` on a started node (memory broker); `env`: TICKWIRE_ settings without the prefix."""
+def run_node(
+    body: Callable[[Node, FakeClock], Awaitable[T]], processors: Sequence[Processor] = (), **env: str
+) -> T:
+    """Run `body` on a started node (memory broker) with extra `processors`; `env`: TICKWIRE_
+    settings without the prefix."""
 
     async def main() -> T:
         clock = FakeClock()
         settings = load_settings(
             env={"TICKWIRE_SECRET": SECRET, **{f"TICKWIRE_{k}": v for k, v in env.items()}}
         )
-        node = Node(settings, clock=clock)
+        node = Node(settings, clock=clock, processors=processors)
         await node.start()
         try:
             return await body(node, clock)

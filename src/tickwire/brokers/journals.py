@@ -33,13 +33,11 @@ class MemoryJournals:
     def __len__(self) -> int:
         return len(self._journals)
 
-    def add(
-        self, name: str, records: Sequence[Record], cap: int, retention_ms: int, keep_ms: int | None = None
-    ) -> None:
+    def add(self, name: str, records: Sequence[Record], cap: int, retention_ms: int, keep_ms: int) -> None:
         if not records:
             return
         journal = self._journals.setdefault(name, _Journal())
-        journal.keep_ms = retention_ms if keep_ms is None else keep_ms
+        journal.keep_ms = keep_ms
         journal.added_at = self.clock.wall_ms()
         kept = journal.records
         newest = 0

@@ -229,13 +229,12 @@ class MemoryBroker(Broker):
         retention_ms: int,
         user: str | None = None,
     ) -> None:
-        if user is None or not records:
-            self.journals.add(journal, records, cap, retention_ms)
-            return
-        self.retention.touch(user)  # a tracked user: the journal goes when they do
-        self._journals_of.setdefault(user, set()).add(journal)
-        keep_ms = journal_ttl_ms(retention_ms, int(self.retention.state_ttl_s * 1000))
-        self.journals.add(journal, records, cap, retention_ms, keep_ms)
+        state_ttl_ms = 0
+        if user is not None and records:
+            self.retention.touch(user)  # a tracked user: the journal goes when they do
+            self._journals_of.setdefault(user, set()).add(journal)
+            state_ttl_ms = int(self.retention.state_ttl_s * 1000)
+        self.journals.add(journal, records, cap, retention_ms, journal_ttl_ms(retention_ms, state_ttl_ms))
 
     async def journal_patch(self, journal: str, record_id: str, fields: dict[str, Any]) -> Record | None:
         return self.journals.patch(journal, record_id, fields)

@@ -147,14 +147,25 @@ class Catalog:
     def __contains__(self, name: str) -> bool:
         return name in self.definitions
 
+    def definition(self, path: str) -> StreamDef | None:
+        """The definition `path` (e.g. `orders`, `strategies/s1`) names; None for no stream."""
+        return self._named(path)[0]
+
+    def _named(self, path: str) -> tuple[StreamDef | None, str]:
+        """(the definition `path` names or None, its item part)."""
+        head, _, rest = path.strip("/").partition("/")
+        definition = self.definitions.get(head)
+        if definition is None or bool(rest) != (definition.item_field is not None):
+            return None, rest
+        return definition, rest
+
     def resolve(self, path: str, params: Mapping[str, str], principal: Principal) -> Stream:
         """The stream for `path` (e.g. `orders`, `strategies/s1`) as seen by `principal`.
 
         An item's existence and owner need a registry and are checked by the caller.
         """
-        head, _, rest = path.strip("/").partition("/")
-        definition = self.definitions.get(head)
-        if definition is None or bool(rest) != (definition.item_field is not None):
+        definition, rest = self._named(path)
+        if definition is None:
             raise StreamError(404, f"Unknown stream '{path[:100]}'")
         if definition.access == "user" and principal.user is None:
             raise StreamError(401, "No valid session found")

@@ -137,30 +137,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     Content-Length, `Refused(408)` when it has not all arrived within TICKWIRE_BODY_TIMEOUT_S
     (a client sending slowly would hold the request open); `ClientDisconnect` when the
     client goes away."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise Refused(400, "Content-Length must be a number")
-        if int(length) > limit:
-            _count_refused(request, "body_too_large")
-            raise Refused(413, too_large_message(limit))
     settings: Settings = request.app.state.settings
     timeout_s = settings.body_timeout_s
+    rejected = request.app.state.node.metrics.rejected  # counted on every route that reads a body
     try:
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise Refused(400, "Content-Length must be a number")
+            if int(length) > limit:
+                raise Refused(413, too_large_message(limit))
         async with asyncio.timeout(timeout_s):
             return await _receive_body(request, limit)
     except TimeoutError:
-        _count_refused(request, "body_timeout")
+        rejected.labels("body_timeout").inc()
         raise Refused(408, body_timeout_message(timeout_s)) from None
     except Refused as exc:
         if exc.status == 413:
-            _count_refused(request, "body_too_large")
+            rejected.labels("body_too_large").inc()
         raise
-
-
-def _count_refused(request: Request, reason: str) -> None:
-    """`tickwire_requests_rejected{reason}` for a body refused on any route."""
-    request.app.state.node.metrics.rejected.labels(reason).inc()
 
 
 async def _receive_body(request: Request, limit: int) -> bytes:

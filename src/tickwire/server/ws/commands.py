@@ -141,14 +141,13 @@ class Commands:
         return recovered
 
     async def _resolve(self, request: StreamRequest) -> Stream:
-        head, _, rest = request.stream.strip("/").partition("/")
-        composite = self.node.catalog.definitions.get(head)
-        if composite and composite.composite_param and not rest and self.principal.user is not None:
+        named = self.node.catalog.definition(request.stream)
+        if named is not None and named.composite_param and self.principal.user is not None:
             # It bundles streams to spare a browser's HTTP connections; one WebSocket carries
             # any number of subscriptions already, each resuming on its own. (Anonymous: 401.)
             raise StreamError(
                 400,
-                f"{head} is for SSE and polling: on a WebSocket, subscribe to the streams "
+                f"{named.name} is for SSE and polling: on a WebSocket, subscribe to the streams "
                 "themselves (e.g. orders, alerts)",
             )
         stream = self.node.catalog.resolve(request.stream, request.params(), self.principal)
